@@ -1,0 +1,115 @@
+from runwire.v1 import metrics_pb2 as _metrics_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Hello(_message.Message):
+    __slots__ = ("protocol_version", "producer_id", "pid", "client")
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    protocol_version: int
+    producer_id: str
+    pid: int
+    client: str
+    def __init__(self, protocol_version: _Optional[int] = ..., producer_id: _Optional[str] = ..., pid: _Optional[int] = ..., client: _Optional[str] = ...) -> None: ...
+
+class HelloAck(_message.Message):
+    __slots__ = ("protocol_version", "agent_id", "max_frame_bytes")
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_FRAME_BYTES_FIELD_NUMBER: _ClassVar[int]
+    protocol_version: int
+    agent_id: str
+    max_frame_bytes: int
+    def __init__(self, protocol_version: _Optional[int] = ..., agent_id: _Optional[str] = ..., max_frame_bytes: _Optional[int] = ...) -> None: ...
+
+class BatchAck(_message.Message):
+    __slots__ = ("seq",)
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    def __init__(self, seq: _Optional[int] = ...) -> None: ...
+
+class FlushRequest(_message.Message):
+    __slots__ = ("token",)
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    token: int
+    def __init__(self, token: _Optional[int] = ...) -> None: ...
+
+class FlushAck(_message.Message):
+    __slots__ = ("token",)
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    token: int
+    def __init__(self, token: _Optional[int] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AgentStatus(_message.Message):
+    __slots__ = ("agent_id", "socket_path", "collector", "collector_connected", "clients", "spool_records", "spool_bytes", "batches_received", "points_received", "records_acked", "oldest_unacked_age_seconds", "frames_rejected", "pid", "uptime_seconds")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SOCKET_PATH_FIELD_NUMBER: _ClassVar[int]
+    COLLECTOR_FIELD_NUMBER: _ClassVar[int]
+    COLLECTOR_CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    CLIENTS_FIELD_NUMBER: _ClassVar[int]
+    SPOOL_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    SPOOL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    POINTS_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_ACKED_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_UNACKED_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_REJECTED_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    socket_path: str
+    collector: str
+    collector_connected: bool
+    clients: int
+    spool_records: int
+    spool_bytes: int
+    batches_received: int
+    points_received: int
+    records_acked: int
+    oldest_unacked_age_seconds: float
+    frames_rejected: int
+    pid: int
+    uptime_seconds: float
+    def __init__(self, agent_id: _Optional[str] = ..., socket_path: _Optional[str] = ..., collector: _Optional[str] = ..., collector_connected: _Optional[bool] = ..., clients: _Optional[int] = ..., spool_records: _Optional[int] = ..., spool_bytes: _Optional[int] = ..., batches_received: _Optional[int] = ..., points_received: _Optional[int] = ..., records_acked: _Optional[int] = ..., oldest_unacked_age_seconds: _Optional[float] = ..., frames_rejected: _Optional[int] = ..., pid: _Optional[int] = ..., uptime_seconds: _Optional[float] = ...) -> None: ...
+
+class ErrorFrame(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class ClientFrame(_message.Message):
+    __slots__ = ("hello", "batch", "flush", "status")
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    FLUSH_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    hello: Hello
+    batch: _metrics_pb2.Batch
+    flush: FlushRequest
+    status: StatusRequest
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., batch: _Optional[_Union[_metrics_pb2.Batch, _Mapping]] = ..., flush: _Optional[_Union[FlushRequest, _Mapping]] = ..., status: _Optional[_Union[StatusRequest, _Mapping]] = ...) -> None: ...
+
+class AgentFrame(_message.Message):
+    __slots__ = ("hello_ack", "batch_ack", "flush_ack", "status", "error")
+    HELLO_ACK_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ACK_FIELD_NUMBER: _ClassVar[int]
+    FLUSH_ACK_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    hello_ack: HelloAck
+    batch_ack: BatchAck
+    flush_ack: FlushAck
+    status: AgentStatus
+    error: ErrorFrame
+    def __init__(self, hello_ack: _Optional[_Union[HelloAck, _Mapping]] = ..., batch_ack: _Optional[_Union[BatchAck, _Mapping]] = ..., flush_ack: _Optional[_Union[FlushAck, _Mapping]] = ..., status: _Optional[_Union[AgentStatus, _Mapping]] = ..., error: _Optional[_Union[ErrorFrame, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,51 @@
+"""Every limit runwire enforces, by name. The README's "Limits" table lists them all."""
+
+from __future__ import annotations
+
+# --- metric names and values (checked by the SDK at the call site) -------------------------------
+MAX_NAME_LENGTH = 255
+"""Characters in a metric, column, tag or property key name."""
+MAX_STRING_VALUE_LENGTH = 4096
+"""Characters in a string metric value."""
+MAX_COLUMNS = 1024
+"""Columns in one log_row / log_table call."""
+MAX_ROWS_PER_CALL = 10_000_000
+"""Rows in one log_list / log_table call."""
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+"""Integer metric values are stored as int64; larger magnitudes are refused."""
+
+# --- runs (checked by the collector) --------------------------------------------------------------
+MAX_METRIC_NAMES_PER_RUN = 10_000
+MAX_ROWS_PER_METRIC = 1_000_000_000
+MAX_TAGS_PER_RUN = 1_000
+MAX_PROPERTIES_PER_RUN = 1_000
+MAX_TAG_KEY_LENGTH = 255
+MAX_TAG_VALUE_LENGTH = 4096
+MAX_RUN_ID_LENGTH = 256
+MAX_DISPLAY_NAME_LENGTH = 256
+MAX_ERROR_MESSAGE_LENGTH = 3000
+MAX_EXPERIMENT_NAME_LENGTH = 255
+
+# --- transport ------------------------------------------------------------------------------------
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+"""Largest frame on the agent socket (4-byte length prefix excluded)."""
+MAX_GRPC_MESSAGE_BYTES = 64 * 1024 * 1024
+"""Largest gRPC message between agent, collector and SDK."""
+SDK_BATCH_MAX_POINTS = 65_536
+"""Points the SDK puts in one batch (one socket frame) at most."""
+SDK_SEND_INTERVAL_S = 0.01
+"""How often the SDK's background thread wakes to send what was logged."""
+SDK_MAX_UNACKED_BYTES = 256 * 1024 * 1024
+"""Encoded batches the SDK keeps in memory waiting for the agent; beyond it they go to the SDK spool."""
+AGENT_BATCH_MAX_BYTES = 4 * 1024 * 1024
+"""Uncompressed bytes of SDK batches the agent bundles into one spool record."""
+AGENT_BATCH_MAX_DELAY_S = 0.02
+"""Default age bound of an agent bundle (`runwire agent --batch-delay-ms`)."""
+SPOOL_SEGMENT_BYTES = 64 * 1024 * 1024
+"""Size at which the agent starts a new spool segment file."""
+STORE_CHUNK_ROWS = 65_536
+"""Rows per stored metric chunk; a short trailing chunk is merged with the next appended rows."""
+METRIC_DATA_MESSAGE_BYTES = 2 * 1024 * 1024
+"""Chunk bytes per streamed MetricData message when reading a series."""
