@@ -1,7 +1,7 @@
 """Regenerate the protobuf and gRPC Python code beside the .proto files.
 
-    python proto/generate.py            # writes into proto/
-    python proto/generate.py OUT_DIR    # writes elsewhere (the regeneration test uses this)
+python proto/generate.py            # writes into proto/
+python proto/generate.py OUT_DIR    # writes elsewhere (the regeneration test uses this)
 """
 
 from __future__ import annotations

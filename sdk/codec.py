@@ -262,9 +262,7 @@ def concat(parts: Sequence[DecodedPoints]) -> DecodedPoints:
     timestamps = np.concatenate([p.timestamps for p in parts])
     steps = None
     if any(p.steps is not None for p in parts):
-        steps = np.concatenate(
-            [p.steps if p.steps is not None else np.full(p.count, NO_STEP, np.int64) for p in parts]
-        )
+        steps = np.concatenate([p.steps if p.steps is not None else np.full(p.count, NO_STEP, np.int64) for p in parts])
     names: list[str] = []
     for p in parts:
         names.extend(n for n in p.columns if n not in names)
