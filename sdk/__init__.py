@@ -1,0 +1,34 @@
+"""runwire: a self-hosted experiment tracker with Azure ML v1's tracking API.
+
+from runwire import Workspace, Experiment, Run
+"""
+
+from runwire.exceptions import (
+    ActivityFailedException,
+    AzureMLException,
+    ExperimentExecutionException,
+    RunEnvironmentException,
+    SnapshotException,
+    UserErrorException,
+)
+from runwire.experiment import Experiment
+from runwire.run import Run, get_run
+from runwire.series import MetricSeries
+from runwire.workspace import Workspace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActivityFailedException",
+    "AzureMLException",
+    "Experiment",
+    "ExperimentExecutionException",
+    "MetricSeries",
+    "Run",
+    "RunEnvironmentException",
+    "SnapshotException",
+    "UserErrorException",
+    "Workspace",
+    "__version__",
+    "get_run",
+]

@@ -1,0 +1,112 @@
+"""The SDK's own spool: batches the agent could not take yet, in a file per producer.
+
+A record is `length (4) | crc32 (4) | seq (8) | Batch bytes`. The file is locked (flock) while its
+producer lives, so `runwire sync` only delivers the spools of processes that are gone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+log = logging.getLogger("runwire.sdk")
+
+RECORD = struct.Struct(">IIQ")
+SPOOL_SUFFIX = ".spool"
+
+
+class SdkSpool:
+    """Append-only record file for one producer; created on first use."""
+
+    def __init__(self, folder: Path, producer_id: str) -> None:
+        self.path = folder / f"{producer_id}{SPOOL_SUFFIX}"
+        self._fd: int | None = None
+        self.records = 0
+        self.bytes = 0
+        self.max_seq = 0
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._fd = fd
+        return self._fd
+
+    def append(self, seq: int, body: bytes) -> None:
+        fd = self._open()
+        os.write(fd, RECORD.pack(len(body), zlib.crc32(body), seq) + body)
+        self.records += 1
+        self.bytes += RECORD.size + len(body)
+        self.max_seq = max(self.max_seq, seq)
+
+    def read(self) -> list[tuple[int, bytes]]:
+        if self._fd is None:
+            return []
+        return list(read_records(self.path))
+
+    def remove(self) -> None:
+        """Delete the file (every record in it is acknowledged)."""
+        if self._fd is not None:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+            os.close(self._fd)
+            self._fd = None
+        self.records = self.bytes = 0
+
+    def release(self) -> None:
+        """Close without deleting: the records stay for `runwire sync`."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def forget(self) -> None:
+        """In a forked child: drop the parent's descriptor without touching the file."""
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+
+
+def read_records(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(seq, Batch bytes) of every intact record; a damaged record is reported and skipped."""
+    data = path.read_bytes()
+    pos = 0
+    while pos + RECORD.size <= len(data):
+        length, crc, seq = RECORD.unpack_from(data, pos)
+        body = data[pos + RECORD.size : pos + RECORD.size + length]
+        if len(body) < length:
+            log.error("truncated record at the end of SDK spool %s (offset %d); it is skipped", path, pos)
+            return
+        pos += RECORD.size + length
+        if zlib.crc32(body) != crc:
+            log.error("checksum mismatch in SDK spool %s at offset %d (seq %d); record skipped", path, pos, seq)
+            continue
+        yield seq, body
+
+
+def orphan_spools(folder: Path) -> Iterator[Path]:
+    """Spool files whose producer is gone (no lock held)."""
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.glob(f"*{SPOOL_SUFFIX}")):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        os.close(fd)
+        yield path

@@ -1,0 +1,58 @@
+"""The `runwire` command: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from runwire import __version__
+
+Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+
+
+def _commands() -> list[Command]:
+    from runwire.agent import main as agent_main
+    from runwire.cli import status, sync, up
+    from runwire.server import main as server_main
+
+    return [
+        ("up", up.__doc__ or "", up.add_arguments, up.run),
+        ("server", "Run a collector: gRPC ingest and queries, HTTP health and metrics.", server_main.add_arguments,
+         server_main.run),
+        ("agent", "Run an agent: the sidecar that takes points from training processes on a Unix socket.",
+         agent_main.add_arguments, agent_main.run),
+        ("status", status.__doc__ or "", status.add_arguments, status.run),
+        ("sync", sync.__doc__ or "", sync.add_arguments, sync.run),
+    ]  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runwire",
+        description="runwire: a self-hosted experiment tracker. `runwire up` starts everything on this machine.",
+    )
+    parser.add_argument("--version", action="version", version=f"runwire {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, doc, add_arguments, run in _commands():
+        summary = doc.strip().splitlines()[0] if doc.strip() else ""
+        p = sub.add_parser(name, help=summary, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_arguments(p)
+        p.set_defaults(_run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Show what is running: the collector, the agent (spool depth, lag, connected clients) and any
+batches waiting in SDK spools for `runwire sync`. Exits 1 when the collector or the agent is down."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from runwire._transports.collector import CollectorClient
+from runwire._transports.sdk_spool import orphan_spools
+from runwire.cli._common import add_endpoint_arguments, agent_status, endpoint_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_endpoint_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def run(args: argparse.Namespace) -> int:
+    endpoint = endpoint_from_args(args)
+    report: dict = {"config": endpoint.config_path, "collector": {"address": endpoint.collector}}
+    ok = True
+    client = CollectorClient(endpoint.collector, endpoint.token)
+    try:
+        st = client.status()
+        report["collector"].update(
+            up=True, version=st.version, store=st.store, http=st.http_address, ingest_streams=st.ingest_streams,
+            batches_committed=st.batches_committed, duplicate_batches=st.duplicate_batches,
+            points_committed=st.points_committed, runs=st.runs, uptime_s=round(st.uptime_seconds, 1), pid=st.pid,
+        )  # fmt: skip
+    except Exception as e:
+        ok = False
+        report["collector"].update(up=False, error=str(e))
+    finally:
+        client.close()
+    report["agent"] = {"socket": endpoint.agent_socket}
+    if endpoint.agent_socket:
+        try:
+            a = agent_status(endpoint.agent_socket)
+            report["agent"].update(
+                up=True, agent_id=a.agent_id, collector=a.collector, collector_connected=a.collector_connected,
+                clients=a.clients, spool_records=a.spool_records, spool_bytes=a.spool_bytes,
+                lag_s=round(a.oldest_unacked_age_seconds, 3), batches_received=a.batches_received,
+                points_received=a.points_received, frames_rejected=a.frames_rejected, pid=a.pid,
+                uptime_s=round(a.uptime_seconds, 1),
+            )  # fmt: skip
+        except Exception as e:
+            ok = False
+            report["agent"].update(up=False, error=str(e))
+    else:
+        ok = False
+        report["agent"].update(up=False, error="no agent socket configured")
+    spools = list(orphan_spools(endpoint.spool_dir()))
+    report["sdk_spool"] = {
+        "folder": str(endpoint.spool_dir()),
+        "files": len(spools),
+        "bytes": sum(p.stat().st_size for p in spools),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0 if ok else 1
+    c, a, s = report["collector"], report["agent"], report["sdk_spool"]
+    print(f"config     {report['config'] or '(environment)'}")
+    if c["up"]:
+        print(f"collector  up    {c['address']}  store={c['store']}  runs={c['runs']}  streams={c['ingest_streams']}")
+        print(f"           committed {c['points_committed']} points in {c['batches_committed']} batches "
+              f"({c['duplicate_batches']} duplicates skipped), up {c['uptime_s']} s, pid {c['pid']}")  # fmt: skip
+    else:
+        print(f"collector  DOWN  {c['address']}: {c['error']}")
+    if a.get("up"):
+        link = "connected" if a["collector_connected"] else "NOT connected"
+        print(f"agent      up    {a['socket']}  clients={a['clients']}  collector {a['collector']} {link}")
+        print(f"           spool {a['spool_records']} records ({_mb(a['spool_bytes'])}), lag {a['lag_s']} s, "
+              f"received {a['points_received']} points, rejected {a['frames_rejected']} frames")  # fmt: skip
+    else:
+        print(f"agent      DOWN  {a['socket']}: {a['error']}")
+    pending = f"{s['files']} files ({_mb(s['bytes'])}) waiting for `runwire sync`" if s["files"] else "empty"
+    print(f"sdk spool  {s['folder']}: {pending}")
+    return 0 if ok else 1

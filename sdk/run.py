@@ -1,0 +1,545 @@
+"""`Run`: one execution of an experiment, with Azure ML v1's tracking API (RUN_API.md §4-§11)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import getpass
+import html
+import json
+import logging
+import os
+import time
+import traceback
+import uuid
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from runwire import _validate as v
+from runwire import codec
+from runwire._transports import RunRecord, Transport
+from runwire._transports.producer import FlushTimeout
+from runwire.exceptions import (
+    ActivityFailedException,
+    MetricTypeError,
+    UserErrorException,
+)
+from runwire.limits import INT64_MAX, INT64_MIN
+from runwire.series import MetricSeries, azure_value
+
+if TYPE_CHECKING:
+    from runwire.experiment import Experiment
+    from runwire.workspace import Workspace
+
+log = logging.getLogger("runwire.sdk")
+
+TERMINAL_STATUSES = ("Completed", "Failed", "Canceled")
+RUNNING_STATUSES = (
+    "NotStarted",
+    "Queued",
+    "Preparing",
+    "Provisioning",
+    "Starting",
+    "Running",
+    "Unapproved",
+    "NotResponding",
+    "Pausing",
+    "Paused",
+)
+POST_PROCESSING_STATUSES = ("CancelRequested", "Finalizing")
+MAX_CHILDREN_PER_CALL = 100
+"""`create_children` makes at most this many runs at once (Azure ML's limit)."""
+
+_KIND_CALLS = {codec.SCALAR: "log", codec.LIST: "log_list", codec.TABLE: "log_row/log_table", codec.IMAGE: "log_image"}
+_time_ns = time.time_ns
+
+
+def _iso(ts: float | None) -> str | None:
+    if not ts:
+        return None
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _str_values(items: dict[str, Any], what: str) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for key, value in items.items():
+        v.check_name(key, f"{what} key")
+        if value is not None and not isinstance(value, str):
+            log.warning("Converting non-string %s value %r of %r to a string", what, value, key)
+            value = str(value)
+        out[key] = value
+    return out
+
+
+def _filter(spec: str | dict[str, Any] | list[str] | None) -> dict[str, str | None] | None:
+    """Azure's tag/property filters: a str means "has this key", a dict "key equals value"."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        return {spec: None}
+    if isinstance(spec, dict):
+        return {k: (None if val is None else str(val)) for k, val in spec.items()}
+    return dict.fromkeys(spec)
+
+
+class Run:
+    """A run: log metrics into it, tag it, end it, read it back.
+
+    `Run(experiment, run_id)` loads an existing run; new runs come from
+    `experiment.start_logging()` and `run.child_run()`.
+    """
+
+    def __init__(self, experiment: Experiment, run_id: str, outputs: str | None = None, **kwargs: Any) -> None:
+        record = experiment._transport.get_run(run_id)
+        self._bind(experiment, record, outputs)
+
+    @classmethod
+    def _from_record(cls, experiment: Experiment, record: RunRecord, outputs: str | None = None) -> Run:
+        run = cls.__new__(cls)
+        run._bind(experiment, record, outputs)
+        return run
+
+    def _bind(self, experiment: Experiment, record: RunRecord, outputs: str | None) -> None:
+        self._experiment = experiment
+        self._transport: Transport = experiment._transport
+        self._record = record
+        self._id = record.run_id
+        self._outputs_dir = outputs
+        self._parent_cache: Run | bool | None = False
+        producer = self._transport.producer
+        self._producer = producer
+        self._scalars = producer.scalars
+        self._others = producer.others
+        self._kinds: dict[str, int] = {}
+        self._classes: dict[tuple[str, str], str] = {}
+        self._numeric: set[str] = set()
+
+    # --- identity -------------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def experiment(self) -> Experiment:
+        return self._experiment
+
+    @property
+    def status(self) -> str:
+        """The status as of the last fetch; `get_status()` refreshes it."""
+        return self._record.status
+
+    @property
+    def type(self) -> str | None:
+        return self._record.type
+
+    @property
+    def number(self) -> int:
+        return self._record.number
+
+    @property
+    def name(self) -> str | None:
+        """Deprecated in Azure ML in favour of display_name."""
+        return self._record.name
+
+    @property
+    def display_name(self) -> str | None:
+        return self._record.display_name
+
+    @display_name.setter
+    def display_name(self, value: str) -> None:
+        self._record = self._transport.update_run(self._id, display_name=str(value))
+
+    @property
+    def description(self) -> str | None:
+        return self._record.description
+
+    @description.setter
+    def description(self, value: str) -> None:
+        self._record = self._transport.update_run(self._id, description=str(value))
+
+    @property
+    def tags(self) -> dict[str, str | None]:
+        return dict(self._record.tags)
+
+    @property
+    def properties(self) -> dict[str, str | None]:
+        return dict(self._record.properties)
+
+    @property
+    def parent(self) -> Run | None:
+        """The parent run (fetched once, then cached), or None for a top-level run."""
+        if self._parent_cache is False:
+            pid = self._record.parent_run_id
+            self._parent_cache = (
+                None if pid is None else Run._from_record(self._experiment, self._transport.get_run(pid))
+            )
+        return self._parent_cache  # type: ignore[return-value]
+
+    # --- metrics --------------------------------------------------------------------------------
+
+    def log(self, name: str, value: Any, description: str = "", step: int | None = None) -> None:
+        """Log one value under `name`; repeated calls append. Returns at once (no I/O)."""
+        t = type(value)
+        try:
+            if (
+                (t is float or (t is int and INT64_MIN <= value <= INT64_MAX))
+                and name in self._numeric
+                and not description
+                and (step is None or (type(step) is int and INT64_MIN < step <= INT64_MAX))
+            ):
+                self._scalars.append((self._id, name, value, step, _time_ns()))
+                return
+        except TypeError:  # an unhashable name: let the slow path explain
+            pass
+        self._log_slow(name, value, description, step)
+
+    def _log_slow(self, name: Any, value: Any, description: str, step: Any) -> None:
+        v.check_name(name)
+        value = v.check_log_value(name, value)
+        step = v.check_step(name, step)
+        cls = v.value_class(value)
+        self._register(name, codec.SCALAR, {"": cls})
+        if description:
+            self._producer.descriptions.setdefault((self._id, name), str(description))
+        self._scalars.append((self._id, name, value, step, _time_ns()))
+        if cls == v.NUMBER:
+            self._numeric.add(name)
+
+    def _register(self, name: str, kind: int, classes: dict[str, str | None]) -> None:
+        """One metric name keeps its first kind, and each column its first value class."""
+        known = self._kinds.get(name)
+        if known is not None and known != kind:
+            raise MetricTypeError(
+                f"metric {name!r} was logged with {_KIND_CALLS[known]}; a metric keeps the kind it was first "
+                f"logged with, so it cannot take {_KIND_CALLS[kind]} values too (use another name)"
+            )
+        for col, cls in classes.items():
+            if cls is None:
+                continue
+            seen = self._classes.get((name, col))
+            if seen is not None and seen != cls:
+                where = f" column {col!r}" if col else ""
+                raise MetricTypeError(
+                    f"metric {name!r}{where} holds {seen} values and cannot take {cls} values "
+                    "(a metric keeps one value class: numbers, bools or strings; ints and floats mix)"
+                )
+        self._kinds[name] = kind
+        for col, cls in classes.items():
+            if cls is not None:
+                self._classes.setdefault((name, col), cls)
+
+    def log_list(self, name: str, value: Any, description: str = "") -> None:
+        """Log a list of values under `name` (appended to what was logged before)."""
+        v.check_name(name)
+        values = v.check_list(name, value)
+        self._register(name, codec.LIST, {"": v.common_class(name, values, "the list")})
+        if description:
+            self._producer.descriptions.setdefault((self._id, name), str(description))
+        self._others.append((codec.LIST, self._id, name, {"": values}, len(values), _time_ns()))
+
+    def log_row(self, name: str, description: str | None = None, **kwargs: Any) -> None:
+        """Append one row to the table `name`; each keyword is a column."""
+        v.check_name(name)
+        row = v.check_row(name, kwargs)
+        self._register(name, codec.TABLE, {c: v.common_class(name, vals, f"column {c!r}") for c, vals in row.items()})
+        if description:
+            self._producer.descriptions.setdefault((self._id, name), str(description))
+        self._others.append((codec.TABLE, self._id, name, row, 1, _time_ns()))
+
+    def log_table(self, name: str, value: dict[str, Any], description: str = "") -> None:
+        """Append the rows of a dict of equal-length columns to the table `name`."""
+        v.check_name(name)
+        table, rows = v.check_table(name, value)
+        self._register(name, codec.TABLE, {c: v.common_class(name, vals, f"column {c!r}") for c, vals in table.items()})
+        if description:
+            self._producer.descriptions.setdefault((self._id, name), str(description))
+        self._others.append((codec.TABLE, self._id, name, table, rows, _time_ns()))
+
+    def flush(self, timeout_seconds: float = 300) -> None:
+        """Block until everything logged so far is committed at the collector."""
+        try:
+            self._producer.flush(timeout_seconds)
+        except FlushTimeout as e:
+            warnings.warn(str(e), RuntimeWarning, stacklevel=2)
+            log.warning("%s", e)
+
+    def _flush_if_logging(self) -> None:
+        """Read-your-writes for this process: send what it logged before reading back."""
+        p = self._producer
+        if p.scalars or p.others or p.stats()["next_seq"] != 1:
+            self.flush(timeout_seconds=30)
+
+    def get_metrics(
+        self, name: str | None = None, recursive: bool = False, run_type: str | None = None, populate: bool = False
+    ) -> dict[str, Any]:
+        """Metrics in Azure ML's shapes (RUN_API.md §6): bare value for one row, else a list; tables as
+        {column: values}. With recursive=True: {run_id: {...}} over this run and its descendants."""
+        self._flush_if_logging()
+        names = [name] if name is not None else None
+        series = self._transport.get_metrics(self._id, recursive=recursive, names=names)
+        if not recursive:
+            return {s.name: azure_value(s.kind, s.points) for s in series}
+        allowed: set[str] | None = None
+        if run_type is not None:
+            descendants = self._transport.list_runs(parent_run_id=self._id, recursive=True, run_type=run_type)
+            allowed = {self._id, *(r.run_id for r in descendants)}
+        out: dict[str, dict[str, Any]] = {}
+        for s in series:
+            if allowed is None or s.run_id in allowed:
+                out.setdefault(s.run_id, {})[s.name] = azure_value(s.kind, s.points)
+        return out
+
+    def get_metric_series(self, name: str) -> MetricSeries:
+        """Every row of one metric as numpy arrays: steps, timestamps, values (runwire's richer read)."""
+        self._flush_if_logging()
+        series = self._transport.get_metrics(self._id, names=[name])
+        if not series:
+            raise UserErrorException(f"run {self._id} has no metric named {name!r}")
+        s = series[0]
+        return MetricSeries.from_points(s.run_id, s.name, s.kind, s.description, s.points)
+
+    # --- tags and properties --------------------------------------------------------------------
+
+    def tag(self, key: str, value: Any = None) -> None:
+        self.set_tags({key: value})
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        if not isinstance(tags, dict):
+            raise UserErrorException(f"set_tags takes a dict, not {type(tags).__name__}")
+        self._record = self._transport.set_tags(self._id, _str_values(tags, "tag"))
+
+    def remove_tags(self, tags: list[str]) -> None:
+        keys = [tags] if isinstance(tags, str) else list(tags)
+        self._record = self._transport.set_tags(self._id, {}, remove=keys)
+
+    def get_tags(self) -> dict[str, str | None]:
+        self._record = self._transport.get_run(self._id)
+        return dict(self._record.tags)
+
+    def add_properties(self, properties: dict[str, Any]) -> None:
+        if not properties:
+            return
+        self._record = self._transport.add_properties(self._id, _str_values(properties, "property"))
+
+    def get_properties(self) -> dict[str, str | None]:
+        self._record = self._transport.get_run(self._id)
+        return dict(self._record.properties)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def _set_status(self, status: str, error: dict[str, str] | None = None) -> None:
+        if self._record.status in TERMINAL_STATUSES and self._record.status == status:
+            return
+        self._record = self._transport.update_run(self._id, status=status, error=error)
+
+    def start(self) -> None:
+        self._set_status("Running")
+
+    def complete(self, _set_status: bool = True) -> None:
+        """Flush (wait until committed), then mark the run Completed."""
+        self.flush()
+        if _set_status:
+            self._set_status("Completed")
+
+    def fail(self, error_details: str | BaseException | None = None, error_code: str | None = None, _set_status=True):
+        """Flush, record the error, mark the run Failed."""
+        if error_details is not None and not isinstance(error_details, str | BaseException):
+            raise TypeError(f"error_details must be a str or an exception, not {type(error_details).__name__}")
+        self.flush()
+        error = {"code": error_code or "UserError", "message": ""}
+        if isinstance(error_details, BaseException):
+            error["message"] = f"User program failed with {type(error_details).__name__}: {error_details}"
+            stack = "".join(traceback.format_exception(error_details))
+            error["details"] = json.dumps({"exception_type": type(error_details).__name__, "stack_trace": stack})
+        elif error_details is not None:
+            error["message"] = error_details
+        if _set_status:
+            self._set_status("Failed", error)
+
+    def cancel(self) -> None:
+        self._set_status("Canceled")
+        self.flush()
+
+    def get_status(self) -> str:
+        if self._record.status not in TERMINAL_STATUSES:
+            self._record = self._transport.get_run(self._id)
+        return self._record.status
+
+    def get_detailed_status(self) -> dict[str, str | None]:
+        return {"status": self.get_status(), "details": None}
+
+    def get_details(self) -> dict[str, Any]:
+        record = self._record = self._transport.get_run(self._id)
+        details: dict[str, Any] = {
+            "runId": record.run_id,
+            "target": record.target or "local",
+            "status": record.status,
+            "startTimeUtc": _iso(record.start_time or record.created_time),
+        }
+        if record.status in TERMINAL_STATUSES and record.end_time:
+            details["endTimeUtc"] = _iso(record.end_time)
+        details["properties"] = dict(record.properties)
+        details["inputDatasets"] = []
+        details["outputDatasets"] = []
+        details["runDefinition"] = {}
+        details["logFiles"] = {}
+        details["submittedBy"] = record.properties.get("runwire.submitted_by") or ""
+        if record.error:
+            details["error"] = {"error": dict(record.error)}
+        if record.warnings:
+            details["warnings"] = [{"message": w} for w in record.warnings]
+        return details
+
+    def wait_for_completion(
+        self, show_output: bool = False, wait_post_processing: bool = False, raise_on_error: bool = True
+    ) -> dict[str, Any]:
+        """Wait while the run is in the running set (and post-processing, if asked); return get_details()."""
+        wait_post = wait_post_processing or show_output
+        delay = 0.2
+        while True:
+            status = self.get_status()
+            if status in TERMINAL_STATUSES or (status in POST_PROCESSING_STATUSES and not wait_post):
+                break
+            time.sleep(delay)  # polling a remote status: there is no local condition to wait on
+            delay = min(delay * 1.5, 5.0)
+        details = self.get_details()
+        if show_output:
+            print(f"RunId: {self._id}\nWeb View: {self.get_portal_url()}\n")
+            print("Execution Summary\n=================")
+            print(f"RunId: {self._id}\nWeb View: {self.get_portal_url()}\n")
+        if details["status"] == "Failed" and raise_on_error:
+            raise ActivityFailedException(json.dumps(details.get("error", {}), indent=4))
+        return details
+
+    # --- children -------------------------------------------------------------------------------
+
+    def child_run(self, name: str | None = None, run_id: str | None = None, outputs: str | None = None) -> Run:
+        """Create and start a child run (status Running)."""
+        record = self._transport.create_run(
+            self._experiment.name,
+            run_id or str(uuid.uuid4()),
+            status="Running",
+            parent_run_id=self._id,
+            name=f"{self.name or self._id}>{name}" if name else None,
+            display_name=name,
+            properties={"azureml.runsource": "experiment", "runwire.submitted_by": _user()},
+        )
+        return Run._from_record(self._experiment, record, outputs)
+
+    def create_children(
+        self, count: int | None = None, tag_key: str | None = None, tag_values: list[str] | None = None
+    ) -> list[Run]:
+        if count is not None and (tag_key is not None or tag_values is not None):
+            raise UserErrorException("create_children takes either count, or tag_key with tag_values, not both")
+        if count is None and (tag_key is None or tag_values is None):
+            raise UserErrorException("create_children needs count, or tag_key together with tag_values")
+        tag_sets: list[dict[str, str | None]]
+        if count is not None:
+            if not isinstance(count, int) or count < 1 or count > MAX_CHILDREN_PER_CALL:
+                raise UserErrorException(f"count must be between 1 and {MAX_CHILDREN_PER_CALL}, got {count!r}")
+            tag_sets = [{"azureml.batch_child_number": str(i)} for i in range(count)]
+        else:
+            values = list(tag_values or [])
+            if len(values) > MAX_CHILDREN_PER_CALL:
+                raise UserErrorException(f"at most {MAX_CHILDREN_PER_CALL} tag_values, got {len(values)}")
+            tag_sets = [{str(tag_key): str(value)} for value in values]
+        children = []
+        for tags in tag_sets:
+            record = self._transport.create_run(
+                self._experiment.name,
+                str(uuid.uuid4()),
+                status="NotStarted",
+                parent_run_id=self._id,
+                tags=tags,
+                properties={"azureml.runsource": "experiment", "runwire.submitted_by": _user()},
+            )
+            child = Run._from_record(self._experiment, record)
+            child.start()
+            children.append(child)
+        return children
+
+    def get_children(
+        self,
+        recursive: bool = False,
+        tags: str | dict[str, Any] | None = None,
+        properties: str | dict[str, Any] | None = None,
+        type: str | None = None,
+        status: str | None = None,
+        _rehydrate_runs: bool = True,
+    ) -> Iterator[Run]:
+        records = self._transport.list_runs(
+            parent_run_id=self._id,
+            recursive=recursive,
+            statuses=[status] if status else None,
+            run_type=type,
+            tags=_filter(tags),
+            properties=_filter(properties),
+        )
+        for record in records:
+            yield Run._from_record(self._experiment, record)
+
+    # --- context manager and display ------------------------------------------------------------
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if self._record.status in TERMINAL_STATUSES:
+            self.flush()
+            return False
+        if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+            self.complete()
+            return exc is not None
+        self.fail(exc)
+        return False
+
+    def get_portal_url(self) -> str:
+        studio = self._transport.endpoint.studio or "http://127.0.0.1:7421"
+        return f"{studio.rstrip('/')}/runs/{quote(self._id, safe='')}"
+
+    def __str__(self) -> str:
+        return f"Run(Experiment: {self._experiment.name},\nId: {self._id},\nType: {self.type},\nStatus: {self.status})"
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        cells = [self._experiment.name, self._id, str(self.type), self.status]
+        row = "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+        link = f'<td><a href="{html.escape(self.get_portal_url())}" target="_blank">Link to runwire studio</a></td>'
+        head = "".join(f"<th>{h}</th>" for h in ("Experiment", "Id", "Type", "Status", "Details Page"))
+        return f"<table style='width:100%'><tr>{head}</tr><tr>{row}{link}</tr></table>"
+
+    # --- class-level lookups --------------------------------------------------------------------
+
+    @staticmethod
+    def get(workspace: Workspace, run_id: str) -> Run:
+        from runwire.experiment import Experiment
+
+        record = workspace._transport.get_run(run_id)
+        return Run._from_record(Experiment(workspace, record.experiment_name), record)
+
+    @staticmethod
+    def list(
+        experiment: Experiment,
+        type: str | None = None,
+        tags: str | dict[str, Any] | None = None,
+        properties: str | dict[str, Any] | None = None,
+        status: str | None = None,
+        include_children: bool = False,
+        _rehydrate_runs: bool = True,
+    ) -> Iterator[Run]:
+        return experiment._list_runs(type, tags, properties, status, include_children)
+
+
+def get_run(experiment: Experiment, run_id: str, rehydrate: bool = True, clean_up: bool = True) -> Run:
+    """Function form of `Run(experiment, run_id)`."""
+    return Run(experiment, run_id)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return os.environ.get("USER", "")
