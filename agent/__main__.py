@@ -1,0 +1,5 @@
+import sys
+
+from runwire.agent.main import main
+
+sys.exit(main())

@@ -1,0 +1,251 @@
+"""The agent process: receiver -> batcher -> spool -> sender, wired together.
+
+`Agent(config)`, `await agent.start()`, and `await agent.stop()` for a graceful stop: stop
+accepting connections and reading frames, cut and spool the open bundle, acknowledge clients,
+give the sender up to `stop_grace_s` to drain the spool to the collector (pending flushes are
+answered when that happens), then close everything. What is not drained stays in the spool and
+is sent by the next agent started on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from runwire.agent.batcher import Batcher
+from runwire.agent.metrics import AgentStats, make_registry
+from runwire.agent.receiver import Receiver
+from runwire.agent.sender import Backoff, Sender
+from runwire.agent.spool import FSYNC_INTERVAL_S, SPOOL_MAX_BYTES_DEFAULT, Spool
+from runwire.limits import AGENT_BATCH_MAX_BYTES, AGENT_BATCH_MAX_DELAY_S, MAX_FRAME_BYTES, SPOOL_SEGMENT_BYTES
+from runwire.v1 import frames_pb2
+
+log = logging.getLogger("runwire.agent")
+
+AGENT_STOP_GRACE_S = 5.0
+"""How long a stopping agent waits for the collector to acknowledge what is spooled."""
+AGENT_ID_FILE = "agent_id"
+
+
+@dataclass
+class AgentConfig:
+    socket_path: Path
+    spool_dir: Path
+    collector: str = "127.0.0.1:7420"
+    agent_id: str | None = None  # None: the id persisted in the spool folder (made on first start)
+    token: str | None = None
+    batch_delay_s: float = AGENT_BATCH_MAX_DELAY_S
+    batch_max_bytes: int = AGENT_BATCH_MAX_BYTES
+    fsync: str = "interval"
+    fsync_interval_s: float = FSYNC_INTERVAL_S
+    spool_max_bytes: int = SPOOL_MAX_BYTES_DEFAULT
+    segment_bytes: int = SPOOL_SEGMENT_BYTES
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    http_listen: tuple[str, int] | None = None
+    stop_grace_s: float = AGENT_STOP_GRACE_S
+    backoff: tuple[float, float] | None = None  # (min, max) seconds; None: the sender's defaults
+
+    def __post_init__(self) -> None:
+        self.socket_path = Path(self.socket_path)
+        self.spool_dir = Path(self.spool_dir)
+
+
+def stable_agent_id(spool_dir: Path) -> str:
+    """The id kept in `<spool>/agent_id`, created as `<hostname>-<random>` the first time."""
+    path = spool_dir / AGENT_ID_FILE
+    try:
+        value = path.read_text().strip()
+        if value:
+            return value
+    except FileNotFoundError:
+        pass
+    value = f"{socket.gethostname()}-{secrets.token_hex(4)}"
+    spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f"{AGENT_ID_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(value + "\n")
+    os.replace(tmp, path)
+    return value
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.stats = AgentStats()
+        self.agent_id = config.agent_id or ""
+        self.spool: Spool | None = None
+        self.batcher: Batcher | None = None
+        self.receiver: Receiver | None = None
+        self.sender: Sender | None = None
+        self.registry = make_registry(self.stats, self._gauges)
+        self._http = None
+        self.http_address: tuple[str, int] | None = None
+        self._started = False
+
+    async def start(self) -> None:
+        cfg = self.config
+        if not self.agent_id:
+            self.agent_id = stable_agent_id(cfg.spool_dir)
+
+        def count_corrupt() -> None:
+            self.stats.corrupt_records += 1
+
+        self.spool = Spool(
+            cfg.spool_dir,
+            segment_bytes=cfg.segment_bytes,
+            max_bytes=cfg.spool_max_bytes,
+            fsync=cfg.fsync,
+            fsync_interval_s=cfg.fsync_interval_s,
+            on_corrupt=count_corrupt,
+        )
+        self.spool.open()
+        await self.spool.start()
+        self.batcher = Batcher(
+            self.spool,
+            self.agent_id,
+            max_bytes=cfg.batch_max_bytes,
+            max_delay_s=cfg.batch_delay_s,
+            stats=self.stats,
+        )
+        await self.batcher.start()
+        self.sender = Sender(
+            self.spool,
+            cfg.collector,
+            token=cfg.token,
+            stats=self.stats,
+            backoff=Backoff(*cfg.backoff) if cfg.backoff else None,
+        )
+        await self.sender.start()
+        self.receiver = Receiver(
+            cfg.socket_path,
+            self.batcher,
+            self.spool,
+            agent_id=self.agent_id,
+            stats=self.stats,
+            status_fn=self.status,
+            max_frame_bytes=cfg.max_frame_bytes,
+        )
+        try:
+            await self.receiver.start()
+            if cfg.http_listen is not None:
+                await self._start_http(*cfg.http_listen)
+        except BaseException:
+            await self.sender.stop()
+            await self.batcher.close()
+            await self.spool.close()
+            raise
+        self._started = True
+        log.info(
+            "agent started",
+            extra={
+                "fields": {
+                    "agent_id": self.agent_id,
+                    "socket": str(cfg.socket_path),
+                    "collector": cfg.collector,
+                    "spool": str(cfg.spool_dir),
+                    "pending_records": self.spool.pending_records,
+                }
+            },
+        )
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        if not self._started:
+            return
+        self._started = False
+        grace = self.config.stop_grace_s if grace_s is None else grace_s
+        await self.receiver.stop()
+        self.batcher.cut()
+        await self.batcher.wait_idle()
+        await self.receiver.wait_acks(1.0)
+        drained = await self.sender.drain(grace)
+        if not drained:
+            log.warning(
+                "stopping with records the collector has not acknowledged; the next start sends them",
+                extra={"fields": {"records": self.spool.pending_records, "bytes": self.spool.pending_bytes}},
+            )
+        await self.receiver.close()
+        await self.sender.stop()
+        await self.batcher.close()
+        await self.spool.close()
+        if self._http is not None:
+            with contextlib.suppress(Exception):
+                await self._http.cleanup()
+            self._http = None
+        log.info("agent stopped", extra={"fields": {"agent_id": self.agent_id, "drained": drained}})
+
+    # --- status and metrics -----------------------------------------------------------------------
+
+    def status(self) -> frames_pb2.AgentStatus:
+        spool = self.spool
+        return frames_pb2.AgentStatus(
+            agent_id=self.agent_id,
+            socket_path=str(self.config.socket_path),
+            collector=self.config.collector,
+            collector_connected=bool(self.sender and self.sender.connected),
+            clients=self.receiver.clients if self.receiver else 0,
+            spool_records=spool.pending_records if spool else 0,
+            spool_bytes=spool.pending_bytes if spool else 0,
+            batches_received=self.stats.batches_received,
+            points_received=self.stats.points_received,
+            records_acked=self.stats.records_acked,
+            oldest_unacked_age_seconds=spool.oldest_unacked_age() if spool else 0.0,
+            frames_rejected=self.stats.frames_rejected,
+            pid=os.getpid(),
+            uptime_seconds=self.stats.uptime(),
+        )
+
+    def _gauges(self) -> dict[str, tuple[float, str]]:
+        spool = self.spool
+        return {
+            "clients": (self.receiver.clients if self.receiver else 0, "connected SDK clients"),
+            "spool_records": (spool.pending_records if spool else 0, "spool records not yet acknowledged"),
+            "spool_bytes": (spool.pending_bytes if spool else 0, "bytes of spool records not yet acknowledged"),
+            "spool_disk_bytes": (spool.disk_bytes if spool else 0, "bytes of spool segment files"),
+            "spool_segments": (spool.segment_count if spool else 0, "spool segment files"),
+            "lag_seconds": (spool.oldest_unacked_age() if spool else 0.0, "age of the oldest unacknowledged record"),
+            "collector_connected": (
+                1.0 if self.sender and self.sender.connected else 0.0,
+                "1 while the ingest stream to the collector is up",
+            ),
+            "backpressure": (
+                1.0 if spool and spool.full else 0.0,
+                "1 while the spool is full (SDK sockets not read)",
+            ),
+        }
+
+    async def _start_http(self, host: str, port: int) -> None:
+        from aiohttp import web
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        async def metrics(_request: web.Request) -> web.Response:
+            body = generate_latest(self.registry)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        async def healthz(_request: web.Request) -> web.Response:
+            st = self.status()
+            return web.json_response(
+                {
+                    "status": "ok",
+                    "agent_id": st.agent_id,
+                    "collector_connected": st.collector_connected,
+                    "clients": st.clients,
+                    "spool_records": st.spool_records,
+                    "lag_seconds": st.oldest_unacked_age_seconds,
+                }
+            )
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/healthz", healthz)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self._http = runner
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.http_address = sockets[0].getsockname()[:2] if sockets else (host, port)

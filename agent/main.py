@@ -1,0 +1,160 @@
+"""`runwire agent` / `python -m runwire.agent`: command-line flags and the process around `Agent`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from runwire._runtime import (
+    default_data_dir,
+    format_hostport,
+    parse_hostport,
+    run_async,
+    setup_logging,
+    write_ready_file,
+)
+from runwire.agent.app import AGENT_STOP_GRACE_S, Agent, AgentConfig
+from runwire.agent.receiver import AgentAlreadyRunning
+from runwire.agent.spool import FSYNC_MODES, SPOOL_MAX_BYTES_DEFAULT
+from runwire.limits import AGENT_BATCH_MAX_DELAY_S
+
+log = logging.getLogger("runwire.agent")
+
+DEFAULT_COLLECTOR = "127.0.0.1:7420"
+
+
+def _size(value: str) -> int:
+    """Bytes, with an optional K/M/G/T suffix (powers of 1024)."""
+    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    factor = 1
+    if text and text[-1] in units:
+        factor = units[text[-1]]
+        text = text[:-1]
+    try:
+        n = int(float(text) * factor)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 500M or 10G, got {value!r}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError("size must be positive")
+    return n
+
+
+def _hostport(value: str) -> str:
+    try:
+        host, port = parse_hostport(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return format_hostport(host, port)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    data = default_data_dir()
+    parser.add_argument("--socket", type=Path, default=data / "agent.sock", help="Unix socket the SDK connects to")
+    parser.add_argument("--collector", type=_hostport, default=DEFAULT_COLLECTOR, help="collector gRPC HOST:PORT")
+    parser.add_argument("--spool-dir", type=Path, default=data / "spool", help="folder of the disk spool")
+    parser.add_argument(
+        "--batch-delay-ms",
+        type=float,
+        default=AGENT_BATCH_MAX_DELAY_S * 1000,
+        help="age bound of a bundle of batches before it is spooled (ms)",
+    )
+    parser.add_argument(
+        "--fsync",
+        choices=FSYNC_MODES,
+        default="interval",
+        help="when spooled data is forced to disk: before each ack, every second, or never (kill -9 is safe anyway)",
+    )
+    parser.add_argument(
+        "--spool-max-bytes",
+        type=_size,
+        default=SPOOL_MAX_BYTES_DEFAULT,
+        help="unacknowledged spool bytes at which the agent stops reading from SDK sockets (e.g. 500M, 10G)",
+    )
+    parser.add_argument("--token", default=None, help="bearer token for the collector (default: $RUNWIRE_TOKEN)")
+    parser.add_argument("--agent-id", default=None, help="agent id (default: a stable id kept in the spool folder)")
+    parser.add_argument("--ready-file", default=None, help="write a JSON file with the bound addresses once listening")
+    parser.add_argument("--http-listen", default=None, help="HOST:PORT serving /metrics and /healthz (off by default)")
+    parser.add_argument(
+        "--stop-grace", type=float, default=AGENT_STOP_GRACE_S, help="seconds to drain the spool when stopping"
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def config_from_args(args: argparse.Namespace) -> AgentConfig:
+    if args.batch_delay_ms < 0:
+        raise ValueError("--batch-delay-ms must not be negative")
+    http = None
+    if args.http_listen:
+        http = parse_hostport(args.http_listen)
+    return AgentConfig(
+        socket_path=Path(args.socket).expanduser(),
+        spool_dir=Path(args.spool_dir).expanduser(),
+        collector=args.collector,
+        agent_id=args.agent_id or None,
+        token=args.token or os.environ.get("RUNWIRE_TOKEN") or None,
+        batch_delay_s=args.batch_delay_ms / 1000.0,
+        fsync=args.fsync,
+        spool_max_bytes=args.spool_max_bytes,
+        http_listen=http,
+        stop_grace_s=args.stop_grace,
+    )
+
+
+async def serve(config: AgentConfig, ready_file: str | None = None) -> int:
+    agent = Agent(config)
+    try:
+        await agent.start()
+    except AgentAlreadyRunning as e:
+        log.error("cannot start the agent", extra={"fields": {"error": str(e)}})
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        print(
+            f"runwire agent listening socket={config.socket_path} collector={config.collector} "
+            f"spool={config.spool_dir}",
+            flush=True,
+        )
+        info = {
+            "socket": str(config.socket_path),
+            "agent_id": agent.agent_id,
+            "pid": os.getpid(),
+            "spool_dir": str(config.spool_dir),
+            "collector": config.collector,
+        }
+        if agent.http_address is not None:
+            info["http"] = format_hostport(*agent.http_address)
+        write_ready_file(ready_file, info)
+        await stop.wait()
+        log.info("stopping on signal", extra={"fields": {}})
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+        await agent.stop()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    try:
+        config = config_from_args(args)
+    except ValueError as e:
+        print(f"runwire agent: {e}", file=sys.stderr)
+        return 2
+    return run_async(serve(config, args.ready_file))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="runwire agent", description="runwire's node agent")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -1,0 +1,417 @@
+"""The agent's Unix-socket server: SDK connections, the frame protocol, acknowledgements.
+
+Per connection: `Hello` first (protocol version checked), then `Batch` frames, each validated
+cheaply but for real (producer id, non-empty run id and name, every `MetricPoints` decodes) and
+handed to the batcher as the bytes that arrived. `BatchAck{seq}` goes back once every batch up to
+`seq` on this connection is in the disk spool (acks are cumulative and coalesced). `FlushRequest`
+cuts the open bundle and is answered once everything this producer sent before it is committed at
+the collector. A frame that breaks the protocol closes that connection only, with an `ErrorFrame`
+naming the reason; the other connections and what is already spooled are not affected.
+
+The socket file is created with mode 0600; peers are identified with SO_PEERCRED, and a peer of
+another (non-root) user is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import socket
+import stat
+import struct
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from runwire import codec
+from runwire.agent.batcher import Batcher
+from runwire.agent.metrics import AgentStats
+from runwire.agent.spool import Spool
+from runwire.frames import FrameError, pack, parse_client_frame, read_frame
+from runwire.limits import MAX_FRAME_BYTES, PROTOCOL_VERSION
+from runwire.v1 import frames_pb2, metrics_pb2
+
+log = logging.getLogger("runwire.agent.receiver")
+
+SOCKET_READ_LIMIT = 1024 * 1024
+"""Stream buffer size of an SDK connection: the agent pauses reading a socket beyond twice this."""
+STALE_SOCKET_PROBE_S = 1.0
+"""How long the agent tries to connect to an existing socket file to tell a live agent from a stale file."""
+
+_PEERCRED = struct.Struct("3i")
+_BATCH_TAG = 0x12  # ClientFrame.batch: field 2, length-delimited
+
+
+class ProtocolError(Exception):
+    """A frame that is well-formed protobuf but breaks the protocol."""
+
+
+class AgentAlreadyRunning(RuntimeError):
+    """Another process answers on the socket path."""
+
+
+def peer_allowed(peer_uid: int, own_uid: int) -> bool:
+    """Only the agent's own user (and root) may talk to it."""
+    return peer_uid in (own_uid, 0)
+
+
+def peer_credentials(sock) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process at the other end of a Unix socket."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    return _PEERCRED.unpack(raw)
+
+
+def raw_batch(body: bytes) -> memoryview | None:
+    """The serialized `Batch` inside a `ClientFrame{batch}` body without copying, when the body is
+    exactly that one field (what every encoder writes); None otherwise."""
+    if not body or body[0] != _BATCH_TAG:
+        return None
+    length = 0
+    shift = 0
+    pos = 1
+    end = min(len(body), 11)
+    while pos < end:
+        byte = body[pos]
+        length |= (byte & 0x7F) << shift
+        pos += 1
+        if not byte & 0x80:
+            break
+        shift += 7
+    else:
+        return None
+    if pos + length != len(body):
+        return None
+    return memoryview(body)[pos:]
+
+
+def validate_batch(batch: metrics_pb2.Batch, producer_id: str) -> int:
+    """Check a batch; returns its number of points. Raises ProtocolError naming what is wrong."""
+    if batch.producer_id != producer_id:
+        raise ProtocolError(
+            f"batch seq={batch.seq}: producer_id {batch.producer_id!r} is not the hello's {producer_id!r}"
+        )
+    points = 0
+    for i, mp in enumerate(batch.metrics):
+        if not mp.run_id:
+            raise ProtocolError(f"batch seq={batch.seq}: metric #{i} ({mp.name!r}) has an empty run_id")
+        if not mp.name:
+            raise ProtocolError(f"batch seq={batch.seq}: metric #{i} of run {mp.run_id!r} has an empty name")
+        try:
+            codec.decode_points(mp)
+        except codec.CodecError as e:
+            raise ProtocolError(f"batch seq={batch.seq}: metric {mp.name!r} of run {mp.run_id!r}: {e}") from e
+        except Exception as e:  # anything else the decoder trips on is bad input too
+            raise ProtocolError(
+                f"batch seq={batch.seq}: metric {mp.name!r} of run {mp.run_id!r} does not decode: {e!r}"
+            ) from e
+        points += mp.count
+    return points
+
+
+def _agent_frame(**body) -> bytes:
+    return pack(frames_pb2.AgentFrame(**body))
+
+
+class Connection:
+    """One SDK connection."""
+
+    def __init__(self, receiver: Receiver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cid: int):
+        self.receiver = receiver
+        self.reader = reader
+        self.writer = writer
+        self.id = cid
+        self.pid = -1
+        self.uid = -1
+        self.producer_id: str | None = None
+        self.pending: deque[tuple[int, asyncio.Future]] = deque()  # (batch seq, bundle future)
+        self._ack_wakeup = asyncio.Event()
+        self.acks_sent = asyncio.Event()
+        self.acks_sent.set()
+        self._ack_task: asyncio.Task | None = None
+        self._flush_tasks: set[asyncio.Task] = set()
+        self.reader_task: asyncio.Task | None = None
+        self.closed = False
+
+    def _fields(self, **more) -> dict:
+        return {"conn": self.id, "pid": self.pid, "uid": self.uid, "producer": self.producer_id or "", **more}
+
+    # --- main loop --------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        self.reader_task = asyncio.current_task()
+        try:
+            sock = self.writer.get_extra_info("socket")
+            try:
+                self.pid, self.uid, _ = peer_credentials(sock)
+            except (OSError, AttributeError) as e:
+                log.warning("no peer credentials", extra={"fields": self._fields(error=str(e))})
+            log.info("client connected", extra={"fields": self._fields()})
+            if self.uid >= 0 and not peer_allowed(self.uid, os.getuid()):
+                raise ProtocolError(f"uid {self.uid} may not use the agent of uid {os.getuid()}")
+            self._ack_task = asyncio.create_task(self._ack_loop(), name=f"acks-{self.id}")
+            await self._read_loop()
+        except (FrameError, ProtocolError) as e:
+            await self._reject(str(e))
+        except asyncio.CancelledError:
+            if self.receiver.stopping:
+                return  # graceful stop: the receiver sends the last acks, then closes
+            await self.close()
+            raise
+        except (ConnectionError, OSError) as e:
+            log.info("client connection broke", extra={"fields": self._fields(error=str(e))})
+        except Exception as e:
+            log.exception("internal error serving a client", extra={"fields": self._fields()})
+            await self._reject(f"internal agent error: {e!r}")
+        await self.close()
+
+    async def _read_loop(self) -> None:
+        receiver = self.receiver
+        batcher = receiver.batcher
+        stats = receiver.stats
+        reader = self.reader
+        max_bytes = receiver.max_frame_bytes
+        while True:
+            await batcher.wait_room()  # backpressure: a full spool stops reading
+            body = await read_frame(reader, max_bytes)
+            if body is None:
+                log.info("client disconnected", extra={"fields": self._fields()})
+                return
+            frame = parse_client_frame(body)
+            kind = frame.WhichOneof("body")
+            if kind == "batch":
+                if self.producer_id is None:
+                    raise ProtocolError("batch before hello")
+                batch = frame.batch
+                points = validate_batch(batch, self.producer_id)
+                data = raw_batch(body)
+                if data is None:
+                    data = batch.SerializeToString()
+                fut = batcher.add(data, self.producer_id, batch.seq, points)
+                self.pending.append((batch.seq, fut))
+                self.acks_sent.clear()
+                self._ack_wakeup.set()
+                stats.batches_received += 1
+                stats.points_received += points
+                stats.bytes_received += len(body)
+            elif kind == "hello":
+                self._hello(frame.hello)
+            elif kind == "flush":
+                if self.producer_id is None:
+                    raise ProtocolError("flush before hello")
+                self._flush(frame.flush.token)
+            elif kind == "status":
+                self._send(_agent_frame(status=receiver.status_fn()))
+            else:  # pragma: no cover - parse_client_frame refuses bodies it does not know
+                raise ProtocolError(f"unexpected frame {kind!r}")
+
+    def _hello(self, hello: frames_pb2.Hello) -> None:
+        if self.producer_id is not None:
+            raise ProtocolError("second hello on one connection")
+        if hello.protocol_version != PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"protocol version {hello.protocol_version} is not supported (this agent speaks {PROTOCOL_VERSION})"
+            )
+        if not hello.producer_id:
+            raise ProtocolError("hello without a producer_id")
+        self.producer_id = hello.producer_id
+        log.info(
+            "client hello",
+            extra={"fields": self._fields(client=hello.client, client_pid=hello.pid)},
+        )
+        self._send(
+            _agent_frame(
+                hello_ack=frames_pb2.HelloAck(
+                    protocol_version=PROTOCOL_VERSION,
+                    agent_id=self.receiver.agent_id,
+                    max_frame_bytes=self.receiver.max_frame_bytes,
+                )
+            )
+        )
+
+    # --- acknowledgements -------------------------------------------------------------------------
+
+    async def _ack_loop(self) -> None:
+        pending = self.pending
+        while True:
+            if not pending:
+                self.acks_sent.set()
+                self._ack_wakeup.clear()
+                await self._ack_wakeup.wait()
+                continue
+            head = pending[0][1]
+            if not head.done():
+                await asyncio.wait((head,))  # never cancels the shared bundle future
+            last = None
+            while pending and pending[0][1].done():
+                seq, fut = pending.popleft()
+                if fut.cancelled() or fut.exception() is not None:
+                    await self._reject("the agent could not write a batch to its spool; resend it")
+                    return
+                last = seq
+            if last is not None:
+                self._send(_agent_frame(batch_ack=frames_pb2.BatchAck(seq=last)))
+                with contextlib.suppress(ConnectionError):
+                    await self.writer.drain()
+
+    def _flush(self, token: int) -> None:
+        self.receiver.batcher.cut()
+        last = self.pending[-1][1] if self.pending else None
+        task = asyncio.create_task(self._answer_flush(token, last), name=f"flush-{self.id}")
+        self._flush_tasks.add(task)
+        task.add_done_callback(self._flush_tasks.discard)
+
+    async def _answer_flush(self, token: int, last: asyncio.Future | None) -> None:
+        spool = self.receiver.spool
+        if last is not None:
+            if not last.done():
+                await asyncio.wait((last,))
+            if last.cancelled() or last.exception() is not None:
+                return  # the ack loop reports it and closes
+        await spool.wait_committed(self.producer_id, spool.next_seq - 1)
+        self._send(_agent_frame(flush_ack=frames_pb2.FlushAck(token=token)))
+
+    # --- sending and closing ----------------------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(data)
+
+    async def _reject(self, reason: str) -> None:
+        self.receiver.stats.frames_rejected += 1
+        log.warning("closing client connection: protocol error", extra={"fields": self._fields(reason=reason)})
+        self._send(_agent_frame(error=frames_pb2.ErrorFrame(reason=reason)))
+        await self.close()
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        me = asyncio.current_task()
+        tasks = [t for t in (self.reader_task, self._ack_task, *self._flush_tasks) if t is not None and t is not me]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        with contextlib.suppress(Exception):
+            self.writer.close()
+            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+        self.receiver._forget(self)
+
+
+class Receiver:
+    """Listens on `path`; call `await start()`, then `stop()` and `close()` (see `Agent.stop`)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        batcher: Batcher,
+        spool: Spool,
+        *,
+        agent_id: str,
+        stats: AgentStats | None = None,
+        status_fn: Callable[[], frames_pb2.AgentStatus] | None = None,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+    ) -> None:
+        self.path = Path(path)
+        self.batcher = batcher
+        self.spool = spool
+        self.agent_id = agent_id
+        self.stats = stats if stats is not None else AgentStats()
+        self.status_fn = status_fn or (lambda: frames_pb2.AgentStatus(agent_id=agent_id, pid=os.getpid()))
+        self.max_frame_bytes = max_frame_bytes
+        self.stopping = False
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[Connection] = set()
+        self._ids = itertools.count(1)
+        self._inode: int | None = None
+
+    @property
+    def clients(self) -> int:
+        return len(self._connections)
+
+    async def start(self) -> None:
+        prepare_socket_path(self.path)
+        old = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(self._accept, path=str(self.path), limit=SOCKET_READ_LIMIT)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+        self._inode = os.stat(self.path).st_ino
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.stopping:
+            writer.close()
+            return
+        conn = Connection(self, reader, writer, next(self._ids))
+        self._connections.add(conn)
+        self.stats.connections += 1
+        await conn.serve()
+
+    def _forget(self, conn: Connection) -> None:
+        self._connections.discard(conn)
+
+    async def stop(self) -> None:
+        """Stop accepting connections and reading frames; connections stay open for their last acks."""
+        self.stopping = True
+        if self._server is not None:
+            self._server.close()
+        tasks = [c.reader_task for c in self._connections if c.reader_task is not None]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._unlink()
+
+    async def wait_acks(self, timeout: float) -> None:
+        """Wait (at most `timeout`) until every connection has acknowledged what it received."""
+        waits = [c.acks_sent.wait() for c in list(self._connections) if not c.closed]
+        if waits:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*waits), timeout)
+
+    async def close(self) -> None:
+        if not self.stopping:
+            await self.stop()
+        for conn in list(self._connections):
+            await conn.close()
+        self._connections.clear()
+
+    def _unlink(self) -> None:
+        """Remove the socket file if it is still ours."""
+        if self._inode is None:
+            return
+        with contextlib.suppress(OSError):
+            if os.stat(self.path).st_ino == self._inode:
+                os.unlink(self.path)
+        self._inode = None
+
+
+def prepare_socket_path(path: Path) -> None:
+    """Make the parent folder, remove a stale socket file, refuse when a live agent answers there."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise AgentAlreadyRunning(f"{path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(STALE_SOCKET_PROBE_S)
+    try:
+        probe.connect(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        log.info("removing stale agent socket", extra={"fields": {"socket": str(path)}})
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
+    except OSError as e:
+        raise AgentAlreadyRunning(f"cannot tell whether an agent listens on {path}: {e}") from e
+    finally:
+        probe.close()
+    raise AgentAlreadyRunning(f"another agent is listening on {path}")

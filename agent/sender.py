@@ -1,0 +1,232 @@
+"""Streams spool records to the collector over one gRPC bidi stream and applies its acks.
+
+Records go out in spool order with a bounded in-flight window (records and bytes). An
+`IngestAck{COMMITTED}` acknowledges the record in the spool (which may delete a segment); a
+`REJECTED` one sets the record aside in `<spool>/rejected/` with the reason and counts as
+acknowledged. When the stream breaks, the sender reconnects with jittered exponential backoff
+and resends every unacknowledged record (the collector deduplicates SDK batches by
+(producer_id, seq), so a resend stores nothing twice). Authorization failures are logged and
+retried with the same backoff. Payloads are already zstd: no gRPC compression.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import OrderedDict, deque
+
+import grpc
+
+from runwire.agent.metrics import AgentStats
+from runwire.agent.spool import Record, Spool
+from runwire.limits import MAX_GRPC_MESSAGE_BYTES
+from runwire.v1 import ingest_pb2, ingest_pb2_grpc
+
+log = logging.getLogger("runwire.agent.sender")
+
+SENDER_MAX_IN_FLIGHT_RECORDS = 64
+"""Spool records sent to the collector and not yet acknowledged, at most."""
+SENDER_MAX_IN_FLIGHT_BYTES = 128 * 1024 * 1024
+"""Bytes of spool records sent and not yet acknowledged, at most (one record may exceed it alone)."""
+RECONNECT_BACKOFF_MIN_S = 0.05
+"""First delay before reconnecting to the collector; it doubles per failure up to the maximum."""
+RECONNECT_BACKOFF_MAX_S = 5.0
+"""Longest delay between reconnection attempts."""
+
+_AUTH_CODES = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+
+
+class Backoff:
+    """Exponential backoff with full jitter between `low/2` and the current bound."""
+
+    def __init__(self, low: float = RECONNECT_BACKOFF_MIN_S, high: float = RECONNECT_BACKOFF_MAX_S) -> None:
+        self.low = low
+        self.high = high
+        self._bound = low
+
+    def reset(self) -> None:
+        self._bound = self.low
+
+    def next(self) -> float:
+        delay = random.uniform(self.low / 2, self._bound)
+        self._bound = min(self.high, self._bound * 2)
+        return delay
+
+
+class _StreamEnded(Exception):
+    """The collector closed the ingest stream without an error."""
+
+
+def channel_options() -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+    ]
+
+
+class Sender:
+    """`await start()` runs the connection loop in a task; `await stop()` ends it."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        target: str,
+        *,
+        token: str | None = None,
+        stats: AgentStats | None = None,
+        max_in_flight: int = SENDER_MAX_IN_FLIGHT_RECORDS,
+        max_in_flight_bytes: int = SENDER_MAX_IN_FLIGHT_BYTES,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.spool = spool
+        self.target = target
+        self.token = token
+        self.stats = stats if stats is not None else AgentStats()
+        self.max_in_flight = max_in_flight
+        self.max_in_flight_bytes = max_in_flight_bytes
+        self.backoff = backoff or Backoff()
+        self.connected = False
+        self._task: asyncio.Task | None = None
+        self._queue: deque[int] | None = None  # record numbers to send on the current stream
+        self._wakeup = asyncio.Event()  # new record to send, or window room
+        self._stopping = asyncio.Event()
+        spool.add_listener(self._on_append)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="sender")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self.spool.remove_listener(self._on_append)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.connected = False
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the collector to acknowledge every spooled record."""
+        try:
+            await asyncio.wait_for(self.spool.wait_empty(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    def _on_append(self, record: Record) -> None:
+        if self._queue is not None:
+            self._queue.append(record.seq)
+            self._wakeup.set()
+
+    # --- connection loop --------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        first = True
+        while not self._stopping.is_set():
+            if not first:
+                self.stats.reconnects += 1
+            first = False
+            channel = grpc.aio.insecure_channel(self.target, options=channel_options())
+            try:
+                await self._session(channel)
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as e:
+                fields = {"collector": self.target, "code": e.code().name, "details": e.details() or ""}
+                if e.code() in _AUTH_CODES:
+                    log.error("collector refused the agent's credentials; retrying", extra={"fields": fields})
+                elif self.connected:
+                    log.warning("ingest stream to the collector broke; reconnecting", extra={"fields": fields})
+                else:
+                    log.info("collector unreachable; retrying", extra={"fields": fields})
+            except _StreamEnded:
+                log.warning("collector closed the ingest stream; reconnecting", extra={"fields": {}})
+            except Exception:
+                log.exception("ingest stream failed; reconnecting", extra={"fields": {"collector": self.target}})
+            finally:
+                self.connected = False
+                self._queue = None
+                with contextlib.suppress(Exception):
+                    await channel.close(grace=None)
+            delay = self.backoff.next()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _session(self, channel: grpc.aio.Channel) -> None:
+        metadata = (("authorization", f"Bearer {self.token}"),) if self.token else None
+        call = ingest_pb2_grpc.IngestStub(channel).Ingest(metadata=metadata)
+        # Resend everything not acknowledged, then whatever the spool gets next.
+        self._queue = deque(self.spool.unacked_seqs())
+        in_flight: OrderedDict[int, int] = OrderedDict()
+        writer = asyncio.create_task(self._write_loop(call, in_flight), name="sender-write")
+        reader = asyncio.create_task(self._read_loop(call, in_flight), name="sender-read")
+        try:
+            done, _ = await asyncio.wait((writer, reader), return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                t.result()  # raise what ended it
+            raise _StreamEnded()
+        finally:
+            for t in (writer, reader):
+                t.cancel()
+            for t in (writer, reader):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            call.cancel()
+
+    async def _write_loop(self, call, in_flight: OrderedDict[int, int]) -> None:
+        await call.wait_for_connection()
+        if not self.connected:
+            self.connected = True
+            log.info(
+                "connected to the collector",
+                extra={"fields": {"collector": self.target, "resending": len(self._queue or ())}},
+            )
+        queue = self._queue
+        spool = self.spool
+        in_flight_bytes = 0
+        while True:
+            if (
+                not queue
+                or len(in_flight) >= self.max_in_flight
+                or (in_flight and in_flight_bytes >= self.max_in_flight_bytes)
+            ):
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                in_flight_bytes = sum(in_flight.values())
+                continue
+            seq = queue.popleft()
+            data = spool.read(seq)
+            if data is None:
+                continue  # acknowledged meanwhile
+            request = ingest_pb2.IngestRequest.FromString(data)
+            in_flight[seq] = len(data)
+            in_flight_bytes += len(data)
+            await call.write(request)
+            self.stats.records_sent += 1
+
+    async def _read_loop(self, call, in_flight: OrderedDict[int, int]) -> None:
+        spool = self.spool
+        while True:
+            ack = await call.read()
+            if ack is grpc.aio.EOF:
+                return
+            if not self.connected:
+                self.connected = True
+            self.backoff.reset()
+            in_flight.pop(ack.seq, None)
+            if ack.status == ingest_pb2.ACK_STATUS_REJECTED:
+                if spool.reject(ack.seq, ack.reason or "(no reason given)"):
+                    self.stats.records_rejected += 1
+                    self.stats.records_acked += 1
+            elif spool.ack(ack.seq):
+                self.stats.records_acked += 1
+            if ack.warnings:
+                log.warning(
+                    "collector refused some points",
+                    extra={"fields": {"seq": ack.seq, "warnings": "; ".join(ack.warnings)[:2000]}},
+                )
+            self._wakeup.set()
