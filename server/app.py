@@ -1,0 +1,185 @@
+"""The collector process in one object: store, group committer, gRPC server and HTTP app on one loop."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from runwire import limits
+from runwire._runtime import format_hostport, is_loopback, parse_hostport
+from runwire.server import limits as server_limits
+from runwire.server.committer import GroupCommitter
+from runwire.server.http import build_app
+from runwire.server.ingest import IngestService
+from runwire.server.query import RunsService
+from runwire.server.store.base import Store
+from runwire.server.store.sqlite import SqliteStore
+from runwire.server.telemetry import Telemetry
+from runwire.v1 import ingest_pb2, ingest_pb2_grpc, runs_pb2, runs_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SQLITE_FILE = "runwire.sqlite3"
+"""The SQLite database's file name inside the collector's data folder."""
+
+SERVICE_NAMES = (
+    ingest_pb2.DESCRIPTOR.services_by_name["Ingest"].full_name,
+    runs_pb2.DESCRIPTOR.services_by_name["Runs"].full_name,
+)
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("runwire")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass
+class CollectorConfig:
+    data_dir: Path
+    grpc_listen: str = "127.0.0.1:7420"
+    """HOST:PORT for gRPC; port 0 picks a free port."""
+    http_listen: str | None = "127.0.0.1:7421"
+    """HOST:PORT for HTTP, or None for no HTTP server."""
+    log_level: str = "info"
+
+
+class Collector:
+    """`await start()`, then `grpc_address` / `http_address` hold the bound addresses; `await stop()`."""
+
+    def __init__(self, config: CollectorConfig, store: Store | None = None) -> None:
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self.store: Store = store if store is not None else SqliteStore(self.data_dir / SQLITE_FILE)
+        self.telemetry = Telemetry()
+        self.grpc_address: str | None = None
+        self.http_address: str | None = None
+        self._grpc_hostport = parse_hostport(config.grpc_listen)
+        self._http_hostport = parse_hostport(config.http_listen) if config.http_listen else None
+        self._server: grpc.aio.Server | None = None
+        self._health: health.aio.HealthServicer | None = None
+        self._http: web.AppRunner | None = None
+        self._committer: GroupCommitter | None = None
+        self._decode_pool: ThreadPoolExecutor | None = None
+        self._store_open = False
+        self._started = 0.0
+
+    async def start(self) -> None:
+        self._started = time.monotonic()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            await self.store.open()
+            self._store_open = True
+            self._decode_pool = ThreadPoolExecutor(server_limits.DECODE_THREADS, thread_name_prefix="runwire-decode")
+            self._committer = GroupCommitter(self.store, self.telemetry)
+            self._committer.start()
+            await self._start_grpc()
+            if self._http_hostport is not None:
+                await self._start_http(*self._http_hostport)
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+        log.info(
+            "collector started",
+            extra={
+                "fields": {
+                    "grpc": self.grpc_address,
+                    "http": self.http_address or "off",
+                    "store": self.store.describe(),
+                    "version": version(),
+                }
+            },
+        )
+
+    async def _start_grpc(self) -> None:
+        assert self._committer is not None and self._decode_pool is not None
+        host, port = self._grpc_hostport
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", limits.MAX_GRPC_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", limits.MAX_GRPC_MESSAGE_BYTES),
+            ]
+        )
+        ingest_pb2_grpc.add_IngestServicer_to_server(
+            IngestService(self._committer, self.telemetry, self._decode_pool), server
+        )
+        runs_pb2_grpc.add_RunsServicer_to_server(RunsService(self.store, self.status), server)
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        self._server = server
+        try:
+            bound = server.add_insecure_port(format_hostport(host, port))
+        except RuntimeError as e:
+            raise OSError(f"cannot listen for gRPC on {format_hostport(host, port)}: {e}") from None
+        if not bound:
+            raise OSError(f"cannot listen for gRPC on {format_hostport(host, port)}")
+        await server.start()
+        self.grpc_address = format_hostport(host, bound)
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._warn_if_exposed("grpc", host)
+
+    async def _start_http(self, host: str, port: int) -> None:
+        runner = web.AppRunner(build_app(self.telemetry, self.status), access_log=None)
+        await runner.setup()
+        self._http = runner
+        await web.TCPSite(runner, host, port).start()
+        bound = runner.addresses[0][1]
+        self.http_address = format_hostport(host, bound)
+        self._warn_if_exposed("http", host)
+
+    @staticmethod
+    def _warn_if_exposed(what: str, host: str) -> None:
+        if not is_loopback(host):
+            log.warning(
+                "listening beyond loopback without authentication (auth is not configured yet)",
+                extra={"fields": {"listener": what, "host": host}},
+            )
+
+    async def stop(self, grace: float | None = server_limits.STOP_GRACE_S) -> None:
+        """Stop taking requests, let in-flight RPCs finish for up to `grace` seconds, commit
+        what was already received, then close the store."""
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        if self._http is not None:
+            await self._http.cleanup()
+            self._http = None
+        if self._committer is not None:
+            await self._committer.stop()
+            self._committer = None
+        if self._decode_pool is not None:
+            self._decode_pool.shutdown(wait=False, cancel_futures=True)
+            self._decode_pool = None
+        if self._store_open:
+            await self.store.close()
+            self._store_open = False
+        log.info("collector stopped")
+
+    async def status(self) -> runs_pb2.CollectorStatus:
+        t = self.telemetry
+        return runs_pb2.CollectorStatus(
+            version=version(),
+            grpc_address=self.grpc_address or "",
+            http_address=self.http_address or "",
+            store=self.store.describe(),
+            ingest_streams=t.ingest_streams,
+            batches_committed=t.batches_committed,
+            duplicate_batches=t.duplicate_batches,
+            points_committed=t.points_committed,
+            runs=await self.store.count_runs(),
+            uptime_seconds=time.monotonic() - self._started,
+            pid=os.getpid(),
+        )

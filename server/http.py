@@ -1,0 +1,38 @@
+"""The collector's small HTTP app (aiohttp, on the collector's event loop): health, Prometheus
+metrics and the collector status as JSON. The web studio will be mounted here later."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from google.protobuf import json_format
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from runwire.server.telemetry import Telemetry
+from runwire.v1 import runs_pb2
+
+
+def build_app(telemetry: Telemetry, status: Callable[[], Awaitable[runs_pb2.CollectorStatus]]) -> web.Application:
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=telemetry.prometheus_text(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def api_status(request: web.Request) -> web.Response:
+        message = await status()
+        return web.json_response(
+            json_format.MessageToDict(
+                message,
+                preserving_proto_field_name=True,
+                always_print_fields_with_no_presence=True,
+                unquote_int64_if_possible=True,
+            )
+        )
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/v1/status", api_status)
+    return app

@@ -1,0 +1,43 @@
+"""Collector-side limits and tuning constants, in addition to the shared ones in `runwire.limits`.
+
+Every value here is a named, documented constant (DESIGN.md principle 6); the README's "Limits"
+table should list the ones a user can run into.
+"""
+
+from __future__ import annotations
+
+MAX_DECOMPRESSED_PAYLOAD_BYTES = 256 * 1024 * 1024
+"""Largest `BatchBundle` an `IngestRequest` payload may expand to; a larger one is rejected."""
+
+MAX_WARNINGS_PER_RUN = 1_000
+"""Warnings stored on one run (ingest refusals, `UpdateRun.warnings`); later ones are only acked."""
+
+STORE_CHUNK_MAX_BYTES = 16 * 1024 * 1024
+"""Estimated uncompressed bytes of one stored chunk. A chunk is sealed at `STORE_CHUNK_ROWS` rows
+or at this size, whichever comes first, so that wide tables keep chunks (and the `MetricData`
+messages that carry them) well below `MAX_GRPC_MESSAGE_BYTES`."""
+
+STORE_TAIL_CACHE_BYTES = 256 * 1024 * 1024
+"""Estimated bytes of decoded open tail chunks the SQLite writer keeps in memory."""
+
+STORE_SERIES_CACHE_ENTRIES = 100_000
+"""Metric series whose state (id, kind, columns, count, tail) the SQLite writer keeps in memory."""
+
+STORE_READER_THREADS = 4
+"""Threads (each with its own SQLite connection) serving reads while the writer commits."""
+
+COMMIT_GROUP_MAX_POINTS = 4_000_000
+"""Points committed in one store transaction at most when several ingest requests are waiting."""
+
+COMMIT_GROUP_MAX_REQUESTS = 256
+"""Ingest requests committed in one store transaction at most."""
+
+INGEST_STREAM_WINDOW = 32
+"""Requests of one ingest stream being decoded or committed at once; the stream is not read
+further until the oldest is acked (backpressure towards the agent)."""
+
+DECODE_THREADS = 2
+"""Threads decompressing and decoding ingest payloads."""
+
+STOP_GRACE_S = 5.0
+"""Seconds `runwire server` gives in-flight RPCs to finish when asked to stop."""

@@ -1,0 +1,116 @@
+"""`runwire server`: run the collector until SIGINT/SIGTERM.
+
+`add_arguments` and `run` are shared by `python -m runwire.server` and the `runwire` CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+from runwire._runtime import default_data_dir, parse_hostport, run_async, setup_logging, write_ready_file
+from runwire.server import limits as server_limits
+from runwire.server.app import Collector, CollectorConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRPC_LISTEN = "127.0.0.1:7420"
+DEFAULT_HTTP_LISTEN = "127.0.0.1:7421"
+
+
+def _hostport(value: str) -> str:
+    try:
+        parse_hostport(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
+def _http_listen(value: str) -> str | None:
+    return None if value.lower() == "off" else _hostport(value)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"where the collector keeps its database (default: {default_data_dir() / 'collector'})",
+    )
+    parser.add_argument(
+        "--grpc-listen",
+        type=_hostport,
+        default=DEFAULT_GRPC_LISTEN,
+        metavar="HOST:PORT",
+        help=f"gRPC address for agents and clients; port 0 picks a free port (default: {DEFAULT_GRPC_LISTEN})",
+    )
+    parser.add_argument(
+        "--http-listen",
+        type=_http_listen,
+        default=DEFAULT_HTTP_LISTEN,
+        metavar="HOST:PORT",
+        help=f"HTTP address for /healthz, /metrics and /api/v1; 'off' disables it (default: {DEFAULT_HTTP_LISTEN})",
+    )
+    parser.add_argument(
+        "--ready-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="once listening, write the bound addresses there as JSON (keys grpc, http, pid, data_dir)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: info)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the collector until SIGINT or SIGTERM; the process exit code."""
+    setup_logging(args.log_level)
+    config = CollectorConfig(
+        data_dir=args.data_dir if args.data_dir is not None else default_data_dir() / "collector",
+        grpc_listen=args.grpc_listen,
+        http_listen=args.http_listen,
+        log_level=args.log_level,
+    )
+    return run_async(_serve(config, args.ready_file))
+
+
+async def _serve(config: CollectorConfig, ready_file: Path | None) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    collector = Collector(config)
+    try:
+        await collector.start()
+    except OSError as e:
+        log.error("collector could not start", extra={"fields": {"error": str(e)}})
+        return 1
+    try:
+        print(
+            f"runwire server listening grpc={collector.grpc_address} http={collector.http_address or 'off'} "
+            f"data={collector.data_dir}",
+            flush=True,
+        )
+        write_ready_file(
+            ready_file,
+            {
+                "grpc": collector.grpc_address,
+                "http": collector.http_address,
+                "pid": os.getpid(),
+                "data_dir": str(collector.data_dir),
+            },
+        )
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await collector.stop(grace=server_limits.STOP_GRACE_S)
+    return 0

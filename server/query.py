@@ -1,0 +1,250 @@
+"""The `Runs` service: experiments, run lifecycle, tags, properties, metric reads, collector status.
+
+Semantics follow RUN_API.md (§3, §4, §6, §9, §10, §11). Refusals are gRPC status codes with a
+message naming what was wrong and the rule (see `runwire.server.errors`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+import grpc
+
+from runwire import limits
+from runwire.server import rules
+from runwire.server.errors import CollectorError, InvalidArgument
+from runwire.server.records import (
+    ExperimentRecord,
+    NewRun,
+    RunErrorRecord,
+    RunQuery,
+    RunRecord,
+    RunUpdate,
+    SeriesSnapshot,
+)
+from runwire.server.store.base import Store
+from runwire.v1 import runs_pb2, runs_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+# --- conversions ------------------------------------------------------------------------------------
+
+
+def key_values(pairs: Iterable[runs_pb2.KeyValue]) -> dict[str, str | None]:
+    """KeyValues to a dict; an absent value is None (valueless tag, or "has this key" in filters)."""
+    return {kv.key: (kv.value if kv.HasField("value") else None) for kv in pairs}
+
+
+def _to_key_values(pairs: dict[str, str | None]) -> list[runs_pb2.KeyValue]:
+    return [runs_pb2.KeyValue(key=k) if v is None else runs_pb2.KeyValue(key=k, value=v) for k, v in pairs.items()]
+
+
+def experiment_message(e: ExperimentRecord) -> runs_pb2.Experiment:
+    return runs_pb2.Experiment(id=e.id, name=e.name, created_time=e.created_time)
+
+
+def run_info(r: RunRecord) -> runs_pb2.RunInfo:
+    info = runs_pb2.RunInfo(
+        run_id=r.run_id,
+        experiment_id=r.experiment_id,
+        experiment_name=r.experiment_name,
+        parent_run_id=r.parent_run_id or "",
+        number=r.number,
+        name=r.name,
+        display_name=r.display_name,
+        description=r.description,
+        status=r.status,
+        type=r.type,
+        target=r.target,
+        created_time=r.created_time,
+        start_time=r.start_time or 0.0,
+        end_time=r.end_time or 0.0,
+        tags=_to_key_values(r.tags),
+        properties=_to_key_values(r.properties),
+        warnings=r.warnings,
+    )
+    if r.error is not None:
+        info.error.CopyFrom(
+            runs_pb2.RunError(code=r.error.code, message=r.error.message, details_json=r.error.details_json)
+        )
+    return info
+
+
+# --- errors -------------------------------------------------------------------------------------------
+
+
+def _refusals(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    """Turn `CollectorError`s raised by a unary handler into gRPC status codes."""
+
+    @functools.wraps(fn)
+    async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
+        try:
+            return await fn(self, request, context)
+        except CollectorError as e:
+            log.info("refused", extra={"fields": {"rpc": fn.__name__, "code": e.code.name, "reason": str(e)}})
+            await context.abort(e.code, str(e))
+            raise  # not reached: abort raises
+
+    return handler
+
+
+# --- the service -------------------------------------------------------------------------------------
+
+
+class RunsService(runs_pb2_grpc.RunsServicer):
+    def __init__(self, store: Store, status: Callable[[], Awaitable[runs_pb2.CollectorStatus]]) -> None:
+        self._store = store
+        self._status = status
+
+    @_refusals
+    async def GetOrCreateExperiment(
+        self, request: runs_pb2.GetOrCreateExperimentRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.Experiment:
+        return experiment_message(await self._store.get_or_create_experiment(request.name))
+
+    @_refusals
+    async def ListExperiments(
+        self, request: runs_pb2.ListExperimentsRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.ListExperimentsResponse:
+        found = await self._store.list_experiments(request.name)
+        return runs_pb2.ListExperimentsResponse(experiments=[experiment_message(e) for e in found])
+
+    @_refusals
+    async def CreateRun(
+        self, request: runs_pb2.CreateRunRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.RunInfo:
+        new = NewRun(
+            experiment_name=request.experiment_name,
+            run_id=request.run_id or str(uuid.uuid4()),
+            status=request.status or rules.DEFAULT_STATUS,
+            parent_run_id=request.parent_run_id or None,
+            name=request.name,
+            display_name=request.display_name,
+            description=request.description,
+            type=request.type,
+            target=request.target,
+            tags=key_values(request.tags),
+            properties=key_values(request.properties),
+        )
+        record = await self._store.create_run(new)
+        log.info(
+            "run created",
+            extra={"fields": {"run_id": record.run_id, "experiment": record.experiment_name, "status": record.status}},
+        )
+        return run_info(record)
+
+    @_refusals
+    async def GetRun(self, request: runs_pb2.GetRunRequest, context: grpc.aio.ServicerContext) -> runs_pb2.RunInfo:
+        _require_run_id(request.run_id)
+        return run_info(await self._store.get_run(request.run_id))
+
+    @_refusals
+    async def ListRuns(
+        self, request: runs_pb2.ListRunsRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.ListRunsResponse:
+        for status in request.statuses:
+            rules.check_status(status)
+        query = RunQuery(
+            experiment_name=request.experiment_name,
+            parent_run_id=request.parent_run_id or None,
+            include_children=request.include_children,
+            recursive=request.recursive,
+            statuses=list(request.statuses),
+            type=request.type or None,
+            tags=key_values(request.tags),
+            properties=key_values(request.properties),
+        )
+        runs = await self._store.list_runs(query)
+        return runs_pb2.ListRunsResponse(runs=[run_info(r) for r in runs])
+
+    @_refusals
+    async def UpdateRun(
+        self, request: runs_pb2.UpdateRunRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.RunInfo:
+        _require_run_id(request.run_id)
+        error = None
+        if request.HasField("error"):
+            e = request.error
+            error = RunErrorRecord(code=e.code, message=e.message, details_json=e.details_json)
+        update = RunUpdate(
+            run_id=request.run_id,
+            status=request.status if request.HasField("status") else None,
+            display_name=request.display_name if request.HasField("display_name") else None,
+            description=request.description if request.HasField("description") else None,
+            error=error,
+            warnings=list(request.warnings),
+        )
+        record = await self._store.update_run(update)
+        if update.status is not None:
+            log.info("run updated", extra={"fields": {"run_id": record.run_id, "status": record.status}})
+        return run_info(record)
+
+    @_refusals
+    async def SetTags(self, request: runs_pb2.SetTagsRequest, context: grpc.aio.ServicerContext) -> runs_pb2.RunInfo:
+        _require_run_id(request.run_id)
+        return run_info(await self._store.set_tags(request.run_id, key_values(request.tags), list(request.remove)))
+
+    @_refusals
+    async def AddProperties(
+        self, request: runs_pb2.AddPropertiesRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.RunInfo:
+        _require_run_id(request.run_id)
+        return run_info(await self._store.add_properties(request.run_id, key_values(request.properties)))
+
+    async def GetMetrics(
+        self, request: runs_pb2.GetMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[runs_pb2.MetricData]:
+        try:
+            _require_run_id(request.run_id)
+            async for snapshot in self._store.read_metrics(request.run_id, request.recursive, list(request.names)):
+                async for message in self._messages(snapshot):
+                    yield message
+        except CollectorError as e:
+            await context.abort(e.code, str(e))
+
+    async def _messages(self, s: SeriesSnapshot) -> AsyncIterator[runs_pb2.MetricData]:
+        """The series as messages of at most about METRIC_DATA_MESSAGE_BYTES of chunks each (at
+        least one chunk per message), stored blobs passed through untouched."""
+        columns = [runs_pb2.ColumnInfo(name=name, type=vtype) for name, vtype in s.columns]
+        budget = limits.METRIC_DATA_MESSAGE_BYTES
+        n = len(s.chunks)
+        i = 0
+        while True:
+            j, size = i, 0
+            while j < n and (j == i or size + s.chunks[j].nbytes <= budget):
+                size += s.chunks[j].nbytes
+                j += 1
+            blobs = s.blobs[i:j]
+            missing = [k for k, blob in enumerate(blobs) if blob is None]
+            if missing:
+                fetched = await self._store.read_chunks(s.series_id, [s.chunks[i + k].chunk_no for k in missing])
+                for k, blob in zip(missing, fetched, strict=True):
+                    blobs[k] = blob
+            yield runs_pb2.MetricData(
+                run_id=s.run_id,
+                name=s.name,
+                kind=s.kind,
+                description=s.description if i == 0 else "",
+                count=s.count,
+                columns=columns,
+                chunks=blobs,
+            )
+            i = j
+            if i >= n:
+                break
+
+    async def GetCollectorStatus(
+        self, request: runs_pb2.CollectorStatusRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.CollectorStatus:
+        return await self._status()
+
+
+def _require_run_id(run_id: str) -> None:
+    if not run_id:
+        raise InvalidArgument("run_id must not be empty")

@@ -1,0 +1,164 @@
+"""Plain records passed between the services and a store backend (no protobuf, no SQL)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from runwire.codec import DecodedPoints
+
+# --- experiments and runs -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    id: str
+    name: str
+    created_time: float
+
+
+@dataclass(frozen=True)
+class RunErrorRecord:
+    code: str
+    message: str
+    details_json: str = ""
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    experiment_id: str
+    experiment_name: str
+    parent_run_id: str | None
+    number: int
+    name: str
+    display_name: str
+    description: str
+    status: str
+    type: str
+    target: str
+    created_time: float
+    start_time: float | None = None
+    end_time: float | None = None
+    tags: dict[str, str | None] = field(default_factory=dict)
+    properties: dict[str, str | None] = field(default_factory=dict)
+    error: RunErrorRecord | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NewRun:
+    """A run to create. `run_id` and `status` are final (the caller fills defaults)."""
+
+    experiment_name: str
+    run_id: str
+    status: str
+    parent_run_id: str | None = None
+    name: str = ""
+    display_name: str = ""
+    description: str = ""
+    type: str = ""
+    target: str = ""
+    tags: dict[str, str | None] = field(default_factory=dict)
+    properties: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass
+class RunUpdate:
+    """Fields to change on a run; None leaves a field as it is."""
+
+    run_id: str
+    status: str | None = None
+    display_name: str | None = None
+    description: str | None = None
+    error: RunErrorRecord | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunQuery:
+    """Which runs `list_runs` returns (newest first: created_time, then number, descending).
+
+    With `parent_run_id`: its direct children, or its whole subtree (without itself) when
+    `recursive`. Otherwise the runs of `experiment_name` ("" = every experiment), top-level ones
+    only unless `include_children`. Filters: a tag/property value None means "has this key"."""
+
+    experiment_name: str = ""
+    parent_run_id: str | None = None
+    include_children: bool = False
+    recursive: bool = False
+    statuses: list[str] = field(default_factory=list)
+    type: str | None = None
+    tags: dict[str, str | None] = field(default_factory=dict)
+    properties: dict[str, str | None] = field(default_factory=dict)
+
+
+# --- ingest ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class PointsInput:
+    """One decoded `MetricPoints`. `problem` set = refused before reaching the store (the points
+    are dropped with that warning if the batch is not a duplicate)."""
+
+    run_id: str
+    name: str
+    kind: int
+    description: str
+    count: int
+    points: DecodedPoints | None
+    problem: str | None = None
+
+
+@dataclass
+class BatchInput:
+    producer_id: str
+    seq: int
+    metrics: list[PointsInput]
+
+
+@dataclass
+class IngestUnit:
+    """The decoded content of one `IngestRequest`: stored all together or not at all."""
+
+    batches: list[BatchInput]
+
+    @property
+    def point_count(self) -> int:
+        return sum(p.count for b in self.batches for p in b.metrics)
+
+
+@dataclass
+class IngestOutcome:
+    batches_committed: int = 0
+    duplicate_batches: int = 0
+    points_committed: int = 0
+    points_dropped: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+# --- metric reads ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    chunk_no: int
+    first_row: int
+    row_count: int
+    nbytes: int
+
+
+@dataclass
+class SeriesSnapshot:
+    """One metric series as of one read transaction: its chunks in row order, with `blobs[i]` the
+    stored bytes of `chunks[i]`, or None for a sealed chunk still to fetch with `read_chunks`
+    (sealed chunks never change, so fetching them later is consistent with the snapshot)."""
+
+    series_id: int
+    run_id: str
+    name: str
+    kind: int
+    description: str
+    count: int
+    columns: list[tuple[str, int]]
+    chunks: list[ChunkRef]
+    blobs: list[bytes | None]

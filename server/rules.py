@@ -1,0 +1,136 @@
+"""Backend-neutral rules for experiments, runs, tags and properties (RUN_API.md §3, §4, §7, §9, §10).
+
+Every store implementation calls these, so the same request is refused the same way whatever
+the backend; each failure raises `InvalidArgument` with a message naming the value and the rule.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+
+from runwire import limits
+from runwire.server import limits as server_limits
+from runwire.server.errors import InvalidArgument
+
+RUN_STATUSES: tuple[str, ...] = (
+    "NotStarted",
+    "Queued",
+    "Preparing",
+    "Provisioning",
+    "Starting",
+    "Running",
+    "CancelRequested",
+    "Canceled",
+    "Finalizing",
+    "Completed",
+    "Failed",
+    "Unapproved",
+    "NotResponding",
+    "Pausing",
+    "Paused",
+)
+"""Azure ML's run status strings, exactly."""
+
+TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Canceled"})
+"""Statuses a run never leaves; entering one sets `end_time`."""
+
+DEFAULT_STATUS = "NotStarted"
+
+EXPERIMENT_NAME_RULE = r"^[a-zA-Z0-9][\w-]{0,254}$"
+_EXPERIMENT_NAME = re.compile(EXPERIMENT_NAME_RULE)
+
+
+def check_experiment_name(name: str) -> None:
+    if not _EXPERIMENT_NAME.fullmatch(name):
+        raise InvalidArgument(
+            f"invalid experiment name {name!r}: it must match {EXPERIMENT_NAME_RULE} "
+            f"(1-{limits.MAX_EXPERIMENT_NAME_LENGTH} characters, starting with a letter or digit, "
+            "then letters, digits, '_' or '-')"
+        )
+
+
+def check_run_id(run_id: str) -> None:
+    if not run_id:
+        raise InvalidArgument("run_id must not be empty")
+    if len(run_id) > limits.MAX_RUN_ID_LENGTH:
+        raise InvalidArgument(
+            f"run_id of {len(run_id)} characters exceeds MAX_RUN_ID_LENGTH ({limits.MAX_RUN_ID_LENGTH})"
+        )
+
+
+def check_status(status: str) -> None:
+    if status not in RUN_STATUSES:
+        raise InvalidArgument(f"unknown run status {status!r}; expected one of {', '.join(RUN_STATUSES)}")
+
+
+def check_display_name(value: str, field: str = "display_name") -> None:
+    if len(value) > limits.MAX_DISPLAY_NAME_LENGTH:
+        raise InvalidArgument(
+            f"{field} of {len(value)} characters exceeds MAX_DISPLAY_NAME_LENGTH ({limits.MAX_DISPLAY_NAME_LENGTH})"
+        )
+
+
+def check_error_details(details_json: str) -> None:
+    if not details_json:
+        return
+    try:
+        json.loads(details_json)
+    except ValueError as e:
+        raise InvalidArgument(f"error.details_json is not valid JSON: {e}") from None
+
+
+def truncate_error_message(message: str) -> str:
+    return message[: limits.MAX_ERROR_MESSAGE_LENGTH]
+
+
+def _check_pairs(what: str, pairs: Mapping[str, str | None]) -> None:
+    for key, value in pairs.items():
+        if not key:
+            raise InvalidArgument(f"{what} keys must not be empty")
+        if len(key) > limits.MAX_TAG_KEY_LENGTH:
+            raise InvalidArgument(
+                f"{what} key {key[:40]!r}... of {len(key)} characters exceeds MAX_TAG_KEY_LENGTH "
+                f"({limits.MAX_TAG_KEY_LENGTH})"
+            )
+        if value is not None and len(value) > limits.MAX_TAG_VALUE_LENGTH:
+            raise InvalidArgument(
+                f"{what} {key!r}: value of {len(value)} characters exceeds MAX_TAG_VALUE_LENGTH "
+                f"({limits.MAX_TAG_VALUE_LENGTH})"
+            )
+
+
+def check_tags(tags: Mapping[str, str | None]) -> None:
+    _check_pairs("tag", tags)
+
+
+def check_properties(properties: Mapping[str, str | None]) -> None:
+    _check_pairs("property", properties)
+
+
+def check_tag_count(run_id: str, count: int) -> None:
+    if count > limits.MAX_TAGS_PER_RUN:
+        raise InvalidArgument(
+            f"run {run_id} would have {count} tags, more than MAX_TAGS_PER_RUN ({limits.MAX_TAGS_PER_RUN})"
+        )
+
+
+def check_property_count(run_id: str, count: int) -> None:
+    if count > limits.MAX_PROPERTIES_PER_RUN:
+        raise InvalidArgument(
+            f"run {run_id} would have {count} properties, more than MAX_PROPERTIES_PER_RUN "
+            f"({limits.MAX_PROPERTIES_PER_RUN})"
+        )
+
+
+def append_warnings(stored: list[str], new: list[str]) -> list[str]:
+    """`stored` plus `new`, keeping at most `MAX_WARNINGS_PER_RUN`; the last kept slot says so."""
+    cap = server_limits.MAX_WARNINGS_PER_RUN
+    if len(stored) >= cap or not new:
+        return stored
+    out = stored + new
+    if len(out) > cap:
+        out = out[: cap - 1]
+        out.append(f"more warnings were not stored (MAX_WARNINGS_PER_RUN = {cap})")
+    return out

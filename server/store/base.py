@@ -1,0 +1,106 @@
+"""The storage interface the collector's services use. SQLite fills it today (`sqlite.py`);
+a PostgreSQL backend must be able to fill it later without touching any caller.
+
+Every method is a coroutine and must not block the event loop. Failures the caller should
+report to a client raise `runwire.server.errors.CollectorError` subclasses (`NotFound`,
+`AlreadyExists`, `InvalidArgument`, `FailedPrecondition`); the backend-neutral rules they apply
+live in `runwire.server.rules` and the metric chunking logic in `runwire.server.store.series`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping, Sequence
+
+from runwire.server.records import (
+    ExperimentRecord,
+    IngestOutcome,
+    IngestUnit,
+    NewRun,
+    RunQuery,
+    RunRecord,
+    RunUpdate,
+    SeriesSnapshot,
+)
+
+
+class Store(ABC):
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect, create or migrate the schema."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Finish in-flight writes, then release connections and threads."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """A one-line description for status pages, e.g. `sqlite:/data/runwire.sqlite3`."""
+
+    # --- experiments --------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def get_or_create_experiment(self, name: str) -> ExperimentRecord:
+        """The experiment called `name`, created if new. Raises InvalidArgument for a bad name."""
+
+    @abstractmethod
+    async def list_experiments(self, name: str = "") -> list[ExperimentRecord]:
+        """Every experiment (or only the one called `name`), oldest first."""
+
+    # --- runs -----------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_run(self, new: NewRun) -> RunRecord:
+        """Create a run: experiment get-or-created, next per-experiment number, created_time now,
+        start_time when created Running. AlreadyExists for a taken id, NotFound for a missing
+        parent, InvalidArgument for a parent in another experiment or a broken limit."""
+
+    @abstractmethod
+    async def get_run(self, run_id: str) -> RunRecord:
+        """Raises NotFound."""
+
+    @abstractmethod
+    async def list_runs(self, query: RunQuery) -> list[RunRecord]:
+        """Runs matching `query`, newest first. NotFound for a missing `parent_run_id`."""
+
+    @abstractmethod
+    async def update_run(self, update: RunUpdate) -> RunRecord:
+        """Apply status (with start/end times), error, names, description; append warnings.
+        FailedPrecondition when changing the status of a finished run."""
+
+    @abstractmethod
+    async def set_tags(self, run_id: str, tags: Mapping[str, str | None], remove: Sequence[str]) -> RunRecord:
+        """Merge `tags` (None = valueless tag), then delete the keys in `remove`."""
+
+    @abstractmethod
+    async def add_properties(self, run_id: str, properties: Mapping[str, str | None]) -> RunRecord:
+        """Add immutable properties; AlreadyExists when a key already holds another value."""
+
+    @abstractmethod
+    async def count_runs(self) -> int: ...
+
+    # --- metrics ----------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def commit(self, units: Sequence[IngestUnit]) -> list[IngestOutcome]:
+        """Store `units` in ONE transaction and return one outcome per unit, after the commit.
+
+        For each batch, `(producer_id, seq)` is recorded; a batch recorded before (in an earlier
+        transaction or earlier in this one) is skipped whole and counted as duplicate. Points
+        that cannot be stored (unknown run, kind or type conflict, limits) are dropped with a
+        warning naming run, metric and rule, in the outcome and in the run's stored warnings."""
+
+    @abstractmethod
+    def read_metrics(
+        self, run_id: str, recursive: bool = False, names: Sequence[str] = ()
+    ) -> AsyncIterator[SeriesSnapshot]:
+        """Metric series of the run (and of all its descendants when `recursive`; the run first,
+        then descendants oldest first), each in the order it was first logged; only `names` when
+        given. Snapshots carry the blobs of their first chunks and of the open tail; the other
+        (sealed, immutable) chunks are fetched with `read_chunks`. NotFound for a missing run."""
+
+    @abstractmethod
+    async def read_chunks(self, series_id: int, chunk_nos: Sequence[int]) -> list[bytes]:
+        """Stored blobs of sealed chunks of a series, in the order of `chunk_nos`."""

@@ -1,0 +1,843 @@
+"""The SQLite store: one file in WAL mode (synchronous=NORMAL), for `runwire up` and single-node use.
+
+Threads: every write runs on ONE writer thread with its own connection (so writes are serialized
+and the event loop never blocks); reads run on a small pool of reader threads, each with its own
+connection; WAL lets them read a consistent snapshot while the writer commits. The writer keeps
+the state of the series it appends to in memory (`series.SeriesState`, with the decoded open tail
+chunk), so an append never reads the database back; the cache is dropped whenever a write
+transaction fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from runwire import codec, limits
+from runwire.server import limits as server_limits
+from runwire.server import rules
+from runwire.server.errors import AlreadyExists, CollectorError, FailedPrecondition, InvalidArgument, NotFound
+from runwire.server.records import (
+    ChunkRef,
+    ExperimentRecord,
+    IngestOutcome,
+    IngestUnit,
+    NewRun,
+    PointsInput,
+    RunErrorRecord,
+    RunQuery,
+    RunRecord,
+    RunUpdate,
+    SeriesSnapshot,
+)
+from runwire.server.store import series
+from runwire.server.store.base import Store
+from runwire.server.store.series import SeriesState
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+PAGE_SIZE = 16384
+"""SQLite page size for new databases: fewer overflow pages per chunk blob."""
+READ_PREFETCH_BYTES = 8 * 1024 * 1024
+"""Chunk bytes `read_metrics` loads per reader call, together with the series metadata."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS experiments (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_time REAL NOT NULL,
+    next_number INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    experiment_id TEXT NOT NULL REFERENCES experiments (id),
+    parent_id TEXT REFERENCES runs (id),
+    number INTEGER NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    display_name TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL,
+    type TEXT NOT NULL DEFAULT '',
+    target TEXT NOT NULL DEFAULT '',
+    created_time REAL NOT NULL,
+    start_time REAL,
+    end_time REAL,
+    error TEXT,
+    warnings TEXT NOT NULL DEFAULT '[]',
+    UNIQUE (experiment_id, number)
+);
+CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (experiment_id, created_time DESC, number DESC);
+CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_id);
+CREATE TABLE IF NOT EXISTS tags (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    key TEXT NOT NULL,
+    value TEXT,
+    PRIMARY KEY (run_id, key)
+);
+CREATE TABLE IF NOT EXISTS properties (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    key TEXT NOT NULL,
+    value TEXT,
+    PRIMARY KEY (run_id, key)
+);
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    name TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    row_count INTEGER NOT NULL DEFAULT 0,
+    columns TEXT NOT NULL DEFAULT '[]',
+    last REAL,
+    min REAL,
+    max REAL,
+    UNIQUE (run_id, name)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    series_id INTEGER NOT NULL REFERENCES series (id),
+    chunk_no INTEGER NOT NULL,
+    first_row INTEGER NOT NULL,
+    row_count INTEGER NOT NULL,
+    nbytes INTEGER NOT NULL,
+    blob BLOB NOT NULL,
+    PRIMARY KEY (series_id, chunk_no)
+);
+CREATE TABLE IF NOT EXISTS dedup (
+    producer_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (producer_id, seq)
+) WITHOUT ROWID;
+"""
+
+_RUN_COLUMNS = (
+    "r.id, r.experiment_id, e.name, r.parent_id, r.number, r.name, r.display_name, r.description, r.status, "
+    "r.type, r.target, r.created_time, r.start_time, r.end_time, r.error, r.warnings"
+)
+
+_UPSERT_CHUNK = (
+    "INSERT INTO chunks (series_id, chunk_no, first_row, row_count, nbytes, blob) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (series_id, chunk_no) DO UPDATE SET first_row = excluded.first_row, "
+    "row_count = excluded.row_count, nbytes = excluded.nbytes, blob = excluded.blob"
+)
+
+
+def _signed64(seq: int) -> int:
+    """A uint64 sequence number as the int64 SQLite stores (the mapping is one-to-one)."""
+    return seq - (1 << 64) if seq >= (1 << 63) else seq
+
+
+class SqliteStore(Store):
+    def __init__(self, path: str | Path) -> None:
+        self._path = Path(path)
+        self._writer: ThreadPoolExecutor | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._wconn: sqlite3.Connection | None = None
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        # writer-thread caches (touched only on the writer thread)
+        self._series: OrderedDict[tuple[str, str], SeriesState] = OrderedDict()
+        self._tail_bytes = 0
+        self._run_series: dict[str, int] = {}
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def describe(self) -> str:
+        return f"sqlite:{self._path}"
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="runwire-sqlite-writer")
+        self._readers = ThreadPoolExecutor(
+            server_limits.STORE_READER_THREADS, thread_name_prefix="runwire-sqlite-reader"
+        )
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, self._open_writer)
+        log.info("store opened", extra={"fields": {"store": self.describe()}})
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._writer is not None:
+            await loop.run_in_executor(self._writer, self._close_writer)
+            await asyncio.to_thread(self._writer.shutdown, True)
+            self._writer = None
+        if self._readers is not None:
+            await asyncio.to_thread(self._readers.shutdown, True)
+            self._readers = None
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=60.0)
+        conn.execute("PRAGMA busy_timeout = 60000")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA cache_size = -32768")
+        return conn
+
+    def _open_writer(self) -> None:
+        conn = self._connect()
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # only takes effect on a new database
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise RuntimeError(f"{self._path}: could not switch SQLite to WAL mode (got {mode})")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self._path} has schema version {version}, newer than this collector's")
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._wconn = conn
+
+    def _close_writer(self) -> None:
+        if self._wconn is not None:
+            try:
+                self._wconn.execute("PRAGMA optimize")
+            finally:
+                self._wconn.close()
+                self._wconn = None
+        self._reset_caches()
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    # --- transaction helpers ----------------------------------------------------------------------
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._writer is None:
+            raise RuntimeError("the store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, functools.partial(self._write_tx, fn, *args))
+
+    def _write_tx(self, fn: Callable[..., T], *args: Any) -> T:
+        conn = self._wconn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn, *args)
+            conn.execute("COMMIT")
+        except BaseException as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if not isinstance(e, CollectorError):
+                self._reset_caches()
+            raise
+        return result
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._readers is None:
+            raise RuntimeError("the store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, functools.partial(self._read_tx, fn, *args))
+
+    def _read_tx(self, fn: Callable[..., T], *args: Any) -> T:
+        conn = self._reader_conn()
+        conn.execute("BEGIN")
+        try:
+            return fn(conn, *args)
+        finally:
+            conn.execute("COMMIT")
+
+    def _reset_caches(self) -> None:
+        self._series.clear()
+        self._tail_bytes = 0
+        self._run_series.clear()
+
+    # --- experiments ----------------------------------------------------------------------------------
+
+    async def get_or_create_experiment(self, name: str) -> ExperimentRecord:
+        rules.check_experiment_name(name)
+        found = await self._read(self._find_experiment, name)
+        if found is not None:
+            return found
+        return await self._write(self._get_or_create_experiment_tx, name)
+
+    @staticmethod
+    def _find_experiment(conn: sqlite3.Connection, name: str) -> ExperimentRecord | None:
+        row = conn.execute("SELECT id, name, created_time FROM experiments WHERE name = ?", (name,)).fetchone()
+        return None if row is None else ExperimentRecord(*row)
+
+    def _get_or_create_experiment_tx(self, conn: sqlite3.Connection, name: str) -> ExperimentRecord:
+        found = self._find_experiment(conn, name)
+        if found is not None:
+            return found
+        record = ExperimentRecord(str(uuid.uuid4()), name, time.time())
+        conn.execute(
+            "INSERT INTO experiments (id, name, created_time) VALUES (?, ?, ?)",
+            (record.id, record.name, record.created_time),
+        )
+        return record
+
+    async def list_experiments(self, name: str = "") -> list[ExperimentRecord]:
+        return await self._read(self._list_experiments_tx, name)
+
+    @staticmethod
+    def _list_experiments_tx(conn: sqlite3.Connection, name: str) -> list[ExperimentRecord]:
+        sql = "SELECT id, name, created_time FROM experiments"
+        params: tuple = ()
+        if name:
+            sql += " WHERE name = ?"
+            params = (name,)
+        return [ExperimentRecord(*row) for row in conn.execute(sql + " ORDER BY created_time, rowid", params)]
+
+    # --- runs -------------------------------------------------------------------------------------------
+
+    async def create_run(self, new: NewRun) -> RunRecord:
+        rules.check_experiment_name(new.experiment_name)
+        rules.check_run_id(new.run_id)
+        rules.check_status(new.status)
+        rules.check_display_name(new.display_name)
+        rules.check_tags(new.tags)
+        rules.check_properties(new.properties)
+        rules.check_tag_count(new.run_id, len(new.tags))
+        rules.check_property_count(new.run_id, len(new.properties))
+        return await self._write(self._create_run_tx, new)
+
+    def _create_run_tx(self, conn: sqlite3.Connection, new: NewRun) -> RunRecord:
+        experiment = self._get_or_create_experiment_tx(conn, new.experiment_name)
+        if conn.execute("SELECT 1 FROM runs WHERE id = ?", (new.run_id,)).fetchone():
+            raise AlreadyExists(f"run {new.run_id} already exists (run ids are unique)")
+        parent = new.parent_run_id or None
+        if parent is not None:
+            row = conn.execute(
+                "SELECT e.name FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.id = ?", (parent,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"parent run {parent} not found")
+            if row[0] != experiment.name:
+                raise InvalidArgument(
+                    f"parent run {parent} belongs to experiment {row[0]!r}, not {experiment.name!r} "
+                    "(a child run is in its parent's experiment)"
+                )
+        (number,) = conn.execute(
+            "UPDATE experiments SET next_number = next_number + 1 WHERE id = ? RETURNING next_number - 1",
+            (experiment.id,),
+        ).fetchone()
+        now = time.time()
+        start = now if new.status == "Running" else None
+        end = now if new.status in rules.TERMINAL_STATUSES else None
+        conn.execute(
+            "INSERT INTO runs (id, experiment_id, parent_id, number, name, display_name, description, status, type, "
+            "target, created_time, start_time, end_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                new.run_id,
+                experiment.id,
+                parent,
+                number,
+                new.name,
+                new.display_name,
+                new.description,
+                new.status,
+                new.type,
+                new.target,
+                now,
+                start,
+                end,
+            ),
+        )
+        conn.executemany(
+            "INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?)", [(new.run_id, k, v) for k, v in new.tags.items()]
+        )
+        conn.executemany(
+            "INSERT INTO properties (run_id, key, value) VALUES (?, ?, ?)",
+            [(new.run_id, k, v) for k, v in new.properties.items()],
+        )
+        return self._get_run_tx(conn, new.run_id)
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        return await self._read(self._get_run_tx, run_id)
+
+    def _get_run_tx(self, conn: sqlite3.Connection, run_id: str) -> RunRecord:
+        runs = self._load_runs(conn, "WHERE r.id = ?", [run_id])
+        if not runs:
+            raise NotFound(f"run {run_id} not found")
+        return runs[0]
+
+    def _load_runs(self, conn: sqlite3.Connection, where: str, params: list, prefix: str = "") -> list[RunRecord]:
+        sql = (
+            f"{prefix}SELECT {_RUN_COLUMNS} FROM runs r JOIN experiments e ON e.id = r.experiment_id {where} "
+            "ORDER BY r.created_time DESC, r.number DESC"
+        )
+        runs = []
+        for row in conn.execute(sql, params):
+            error = None
+            if row[14]:
+                err = json.loads(row[14])
+                error = RunErrorRecord(err["code"], err["message"], err.get("details_json", ""))
+            runs.append(
+                RunRecord(
+                    run_id=row[0],
+                    experiment_id=row[1],
+                    experiment_name=row[2],
+                    parent_run_id=row[3],
+                    number=row[4],
+                    name=row[5],
+                    display_name=row[6],
+                    description=row[7],
+                    status=row[8],
+                    type=row[9],
+                    target=row[10],
+                    created_time=row[11],
+                    start_time=row[12],
+                    end_time=row[13],
+                    error=error,
+                    warnings=json.loads(row[15]),
+                )
+            )
+        if runs:
+            by_id = {r.run_id: r for r in runs}
+            ids = json.dumps(list(by_id))
+            for table, attr in (("tags", "tags"), ("properties", "properties")):
+                rows = conn.execute(
+                    f"SELECT run_id, key, value FROM {table} WHERE run_id IN (SELECT value FROM json_each(?)) "
+                    "ORDER BY rowid",
+                    (ids,),
+                )
+                for run_id, key, value in rows:
+                    getattr(by_id[run_id], attr)[key] = value
+        return runs
+
+    async def list_runs(self, query: RunQuery) -> list[RunRecord]:
+        return await self._read(self._list_runs_tx, query)
+
+    def _list_runs_tx(self, conn: sqlite3.Connection, q: RunQuery) -> list[RunRecord]:
+        where: list[str] = []
+        params: list = []
+        prefix = ""
+        if q.parent_run_id:
+            if not conn.execute("SELECT 1 FROM runs WHERE id = ?", (q.parent_run_id,)).fetchone():
+                raise NotFound(f"run {q.parent_run_id} not found")
+            if q.recursive:
+                prefix = (
+                    "WITH RECURSIVE subtree (id) AS (SELECT id FROM runs WHERE parent_id = ? "
+                    "UNION ALL SELECT c.id FROM runs c JOIN subtree s ON c.parent_id = s.id) "
+                )
+                params.append(q.parent_run_id)
+                where.append("r.id IN (SELECT id FROM subtree)")
+            else:
+                where.append("r.parent_id = ?")
+                params.append(q.parent_run_id)
+        else:
+            if q.experiment_name:
+                where.append("e.name = ?")
+                params.append(q.experiment_name)
+            if not q.include_children:
+                where.append("r.parent_id IS NULL")
+        if q.statuses:
+            where.append(f"r.status IN ({', '.join('?' * len(q.statuses))})")
+            params.extend(q.statuses)
+        if q.type is not None:
+            where.append("r.type = ?")
+            params.append(q.type)
+        for table, pairs in (("tags", q.tags), ("properties", q.properties)):
+            for key, value in pairs.items():
+                cond = f"EXISTS (SELECT 1 FROM {table} x WHERE x.run_id = r.id AND x.key = ?"
+                params.append(key)
+                if value is not None:
+                    cond += " AND x.value = ?"
+                    params.append(value)
+                where.append(cond + ")")
+        return self._load_runs(conn, ("WHERE " + " AND ".join(where)) if where else "", params, prefix)
+
+    async def update_run(self, update: RunUpdate) -> RunRecord:
+        if update.status is not None:
+            rules.check_status(update.status)
+        if update.display_name is not None:
+            rules.check_display_name(update.display_name)
+        if update.error is not None:
+            rules.check_error_details(update.error.details_json)
+        return await self._write(self._update_run_tx, update)
+
+    def _update_run_tx(self, conn: sqlite3.Connection, u: RunUpdate) -> RunRecord:
+        row = conn.execute("SELECT status, start_time, end_time FROM runs WHERE id = ?", (u.run_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"run {u.run_id} not found")
+        status, start, end = row
+        sets: list[str] = []
+        params: list = []
+        if u.status is not None and u.status != status:
+            if status in rules.TERMINAL_STATUSES:
+                raise FailedPrecondition(f"run {u.run_id} is already {status}; a finished run cannot become {u.status}")
+            now = time.time()
+            sets.append("status = ?")
+            params.append(u.status)
+            if u.status == "Running" and start is None:
+                sets.append("start_time = ?")
+                params.append(now)
+            if u.status in rules.TERMINAL_STATUSES and end is None:
+                sets.append("end_time = ?")
+                params.append(now)
+        if u.display_name is not None:
+            sets.append("display_name = ?")
+            params.append(u.display_name)
+        if u.description is not None:
+            sets.append("description = ?")
+            params.append(u.description)
+        if u.error is not None:
+            sets.append("error = ?")
+            params.append(
+                json.dumps(
+                    {
+                        "code": u.error.code,
+                        "message": rules.truncate_error_message(u.error.message),
+                        "details_json": u.error.details_json,
+                    }
+                )
+            )
+        if sets:
+            conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", [*params, u.run_id])
+        if u.warnings:
+            self._append_run_warnings(conn, u.run_id, list(u.warnings))
+        return self._get_run_tx(conn, u.run_id)
+
+    @staticmethod
+    def _append_run_warnings(conn: sqlite3.Connection, run_id: str, warnings: list[str]) -> None:
+        row = conn.execute("SELECT warnings FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            return
+        stored = json.loads(row[0])
+        merged = rules.append_warnings(stored, warnings)
+        if len(merged) != len(stored):
+            conn.execute("UPDATE runs SET warnings = ? WHERE id = ?", (json.dumps(merged), run_id))
+
+    async def set_tags(self, run_id: str, tags: Mapping[str, str | None], remove: Sequence[str]) -> RunRecord:
+        rules.check_tags(tags)
+        return await self._write(self._set_tags_tx, run_id, dict(tags), list(remove))
+
+    def _set_tags_tx(
+        self, conn: sqlite3.Connection, run_id: str, tags: dict[str, str | None], remove: list[str]
+    ) -> RunRecord:
+        if not conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
+            raise NotFound(f"run {run_id} not found")
+        keys = {k for (k,) in conn.execute("SELECT key FROM tags WHERE run_id = ?", (run_id,))}
+        rules.check_tag_count(run_id, len((keys | set(tags)) - set(remove)))
+        conn.executemany(
+            "INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+            [(run_id, k, v) for k, v in tags.items()],
+        )
+        conn.executemany("DELETE FROM tags WHERE run_id = ? AND key = ?", [(run_id, k) for k in remove])
+        return self._get_run_tx(conn, run_id)
+
+    async def add_properties(self, run_id: str, properties: Mapping[str, str | None]) -> RunRecord:
+        rules.check_properties(properties)
+        return await self._write(self._add_properties_tx, run_id, dict(properties))
+
+    def _add_properties_tx(self, conn: sqlite3.Connection, run_id: str, properties: dict[str, str | None]) -> RunRecord:
+        if not conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
+            raise NotFound(f"run {run_id} not found")
+        stored = dict(conn.execute("SELECT key, value FROM properties WHERE run_id = ?", (run_id,)).fetchall())
+        new = {}
+        for key, value in properties.items():
+            if key in stored:
+                if stored[key] != value:
+                    raise AlreadyExists(
+                        f"property {key!r} of run {run_id} is already {stored[key]!r}; properties are immutable "
+                        f"and cannot become {value!r}"
+                    )
+            else:
+                new[key] = value
+        rules.check_property_count(run_id, len(stored) + len(new))
+        conn.executemany(
+            "INSERT INTO properties (run_id, key, value) VALUES (?, ?, ?)", [(run_id, k, v) for k, v in new.items()]
+        )
+        return self._get_run_tx(conn, run_id)
+
+    async def count_runs(self) -> int:
+        return await self._read(lambda conn: conn.execute("SELECT count(*) FROM runs").fetchone()[0])
+
+    # --- ingest -----------------------------------------------------------------------------------------
+
+    async def commit(self, units: Sequence[IngestUnit]) -> list[IngestOutcome]:
+        return await self._write(self._commit_tx, list(units))
+
+    def _commit_tx(self, conn: sqlite3.Connection, units: list[IngestUnit]) -> list[IngestOutcome]:
+        pending: dict[int, tuple[SeriesState, list[codec.DecodedPoints]]] = {}
+        run_warnings: dict[str, list[str]] = {}
+        outcomes = []
+        for unit in units:
+            out = IngestOutcome()
+            for batch in unit.batches:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO dedup (producer_id, seq) VALUES (?, ?)",
+                    (batch.producer_id, _signed64(batch.seq)),
+                )
+                if cur.rowcount == 0:
+                    out.duplicate_batches += 1
+                    continue
+                out.batches_committed += 1
+                for points in batch.metrics:
+                    self._stage(conn, points, out, pending, run_warnings)
+            outcomes.append(out)
+        chunk_rows = []
+        series_rows = []
+        for state, parts in pending.values():
+            before = state.tail_nbytes if state.tail is not None else 0
+            if state.needs_tail:
+                self._load_tail(conn, state)
+            writes = series.append_rows(state, parts)
+            self._tail_bytes += (state.tail_nbytes if state.tail is not None else 0) - before
+            chunk_rows.extend((state.id, w.chunk_no, w.first_row, w.row_count, len(w.blob), w.blob) for w in writes)
+            series_rows.append(
+                (state.description, state.count, state.columns_json(), state.last, state.min, state.max, state.id)
+            )
+        conn.executemany(_UPSERT_CHUNK, chunk_rows)
+        conn.executemany(
+            "UPDATE series SET description = ?, row_count = ?, columns = ?, last = ?, min = ?, max = ? WHERE id = ?",
+            series_rows,
+        )
+        for run_id, warnings in run_warnings.items():
+            self._append_run_warnings(conn, run_id, warnings)
+        self._evict()
+        return outcomes
+
+    def _stage(
+        self,
+        conn: sqlite3.Connection,
+        p: PointsInput,
+        out: IngestOutcome,
+        pending: dict[int, tuple[SeriesState, list[codec.DecodedPoints]]],
+        run_warnings: dict[str, list[str]],
+    ) -> None:
+        n_series = self._series_count(conn, p.run_id)
+
+        def refuse(rule: str, dropped: int) -> None:
+            text = f"run {p.run_id!r} metric {p.name!r}: {rule}; {dropped} points dropped"
+            out.warnings.append(text)
+            out.points_dropped += dropped
+            if n_series is not None:
+                run_warnings.setdefault(p.run_id, []).append(text)
+
+        if n_series is None:
+            refuse("no run with this id", p.count)
+            return
+        if p.problem is not None or p.points is None:
+            refuse(p.problem or "undecodable points", p.count)
+            return
+        state = self._get_series(conn, p.run_id, p.name)
+        if state is None:
+            if n_series >= limits.MAX_METRIC_NAMES_PER_RUN:
+                refuse(
+                    f"the run already has MAX_METRIC_NAMES_PER_RUN ({limits.MAX_METRIC_NAMES_PER_RUN}) metric names",
+                    p.count,
+                )
+                return
+            state = self._create_series(conn, p)
+        rule = series.conflict(state, p.kind, p.points)
+        if rule is not None:
+            refuse(rule, p.count)
+            return
+        entry = pending.get(state.id)
+        staged = 0 if entry is None else sum(part.count for part in entry[1])
+        room = limits.MAX_ROWS_PER_METRIC - state.count - staged
+        points = p.points
+        if points.count > room:
+            rule = f"the metric reached MAX_ROWS_PER_METRIC ({limits.MAX_ROWS_PER_METRIC}) rows"
+            refuse(rule, points.count - max(room, 0))
+            if room <= 0:
+                return
+            points = codec.slice_points(points, 0, room)
+        series.absorb(state, points, p.description)
+        if entry is None:
+            pending[state.id] = (state, [points])
+        else:
+            entry[1].append(points)
+        out.points_committed += points.count
+
+    def _series_count(self, conn: sqlite3.Connection, run_id: str) -> int | None:
+        """Number of metric series of a run, or None when there is no such run."""
+        n = self._run_series.get(run_id)
+        if n is None:
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM series WHERE run_id = r.id) FROM runs r WHERE r.id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            n = row[0]
+            if len(self._run_series) >= server_limits.STORE_SERIES_CACHE_ENTRIES:
+                self._run_series.clear()
+            self._run_series[run_id] = n
+        return n
+
+    def _get_series(self, conn: sqlite3.Connection, run_id: str, name: str) -> SeriesState | None:
+        key = (run_id, name)
+        state = self._series.get(key)
+        if state is not None:
+            self._series.move_to_end(key)
+            return state
+        row = conn.execute(
+            "SELECT id, kind, description, row_count, columns, last, min, max FROM series "
+            "WHERE run_id = ? AND name = ?",
+            (run_id, name),
+        ).fetchone()
+        if row is None:
+            return None
+        state = SeriesState(
+            id=row[0],
+            run_id=run_id,
+            name=name,
+            kind=row[1],
+            description=row[2],
+            count=row[3],
+            columns=series.columns_from_json(row[4]),
+            last=row[5],
+            min=row[6],
+            max=row[7],
+        )
+        last = conn.execute(
+            "SELECT chunk_no, first_row, row_count FROM chunks WHERE series_id = ? ORDER BY chunk_no DESC LIMIT 1",
+            (state.id,),
+        ).fetchone()
+        if last is not None:
+            state.next_chunk_no = last[0] + 1
+            if last[2] < limits.STORE_CHUNK_ROWS:
+                state.tail_rows, state.tail_first_row = last[2], last[1]
+        self._series[key] = state
+        return state
+
+    def _create_series(self, conn: sqlite3.Connection, p: PointsInput) -> SeriesState:
+        cur = conn.execute("INSERT INTO series (run_id, name, kind) VALUES (?, ?, ?)", (p.run_id, p.name, p.kind))
+        state = SeriesState(id=cur.lastrowid, run_id=p.run_id, name=p.name, kind=p.kind)
+        self._series[(p.run_id, p.name)] = state
+        self._run_series[p.run_id] += 1
+        return state
+
+    def _load_tail(self, conn: sqlite3.Connection, state: SeriesState) -> None:
+        (blob,) = conn.execute(
+            "SELECT blob FROM chunks WHERE series_id = ? AND chunk_no = ?", (state.id, state.next_chunk_no - 1)
+        ).fetchone()
+        series.set_tail(state, codec.decode_chunk(blob), state.tail_first_row)
+
+    def _evict(self) -> None:
+        while len(self._series) > server_limits.STORE_SERIES_CACHE_ENTRIES:
+            _, state = self._series.popitem(last=False)
+            if state.tail is not None:
+                self._tail_bytes -= state.tail_nbytes
+        if self._tail_bytes > server_limits.STORE_TAIL_CACHE_BYTES:
+            for state in self._series.values():
+                if state.tail is not None:
+                    self._tail_bytes -= state.tail_nbytes
+                    state.tail = None
+                    if self._tail_bytes <= server_limits.STORE_TAIL_CACHE_BYTES // 2:
+                        break
+
+    # --- metric reads -----------------------------------------------------------------------------------
+
+    async def read_metrics(
+        self, run_id: str, recursive: bool = False, names: Sequence[str] = ()
+    ) -> AsyncIterator[SeriesSnapshot]:
+        ids = await self._read(self._series_ids_tx, run_id, recursive, list(names))
+        i = 0
+        while i < len(ids):
+            snapshots = await self._read(self._snapshots_tx, ids, i, READ_PREFETCH_BYTES)
+            i += len(snapshots)
+            for snapshot in snapshots:
+                yield snapshot
+
+    @staticmethod
+    def _series_ids_tx(conn: sqlite3.Connection, run_id: str, recursive: bool, names: list[str]) -> list[int]:
+        if not conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
+            raise NotFound(f"run {run_id} not found")
+        name_filter = " AND s.name IN (SELECT value FROM json_each(?))" if names else ""
+        extra = [json.dumps(names)] if names else []
+        if not recursive:
+            sql = f"SELECT s.id FROM series s WHERE s.run_id = ?{name_filter} ORDER BY s.id"
+            return [i for (i,) in conn.execute(sql, [run_id, *extra])]
+        sql = (
+            "WITH RECURSIVE tree (id, depth) AS (SELECT ?, 0 "
+            "UNION ALL SELECT c.id, t.depth + 1 FROM runs c JOIN tree t ON c.parent_id = t.id) "
+            "SELECT s.id FROM series s JOIN tree t ON s.run_id = t.id JOIN runs r ON r.id = t.id "
+            f"WHERE 1{name_filter} ORDER BY t.depth > 0, r.created_time, r.number, s.id"
+        )
+        return [i for (i,) in conn.execute(sql, [run_id, *extra])]
+
+    @staticmethod
+    def _snapshots_tx(conn: sqlite3.Connection, ids: list[int], start: int, budget: int) -> list[SeriesSnapshot]:
+        out: list[SeriesSnapshot] = []
+        for series_id in ids[start:]:
+            if out and budget <= 0:
+                break
+            row = conn.execute(
+                "SELECT run_id, name, kind, description, row_count, columns FROM series WHERE id = ?", (series_id,)
+            ).fetchone()
+            refs = [
+                ChunkRef(*r)
+                for r in conn.execute(
+                    "SELECT chunk_no, first_row, row_count, nbytes FROM chunks WHERE series_id = ? ORDER BY chunk_no",
+                    (series_id,),
+                )
+            ]
+            # Prefetch the leading chunks within the budget, and always the last one: it is the only
+            # chunk that may still change, so it must come from this snapshot.
+            upto = -1
+            for ref in refs[:-1]:
+                if ref.nbytes > budget:
+                    break
+                budget -= ref.nbytes
+                upto = ref.chunk_no
+            blobs: dict[int, bytes] = {}
+            if refs:
+                budget -= refs[-1].nbytes
+                blobs = dict(
+                    conn.execute(
+                        "SELECT chunk_no, blob FROM chunks WHERE series_id = ? AND (chunk_no <= ? OR chunk_no = ?)",
+                        (series_id, upto, refs[-1].chunk_no),
+                    )
+                )
+            out.append(
+                SeriesSnapshot(
+                    series_id=series_id,
+                    run_id=row[0],
+                    name=row[1],
+                    kind=row[2],
+                    description=row[3],
+                    count=row[4],
+                    columns=list(series.columns_from_json(row[5]).items()),
+                    chunks=refs,
+                    blobs=[blobs.get(ref.chunk_no) for ref in refs],
+                )
+            )
+        return out
+
+    async def read_chunks(self, series_id: int, chunk_nos: Sequence[int]) -> list[bytes]:
+        return await self._read(self._read_chunks_tx, series_id, list(chunk_nos))
+
+    @staticmethod
+    def _read_chunks_tx(conn: sqlite3.Connection, series_id: int, chunk_nos: list[int]) -> list[bytes]:
+        found = dict(
+            conn.execute(
+                "SELECT chunk_no, blob FROM chunks "
+                "WHERE series_id = ? AND chunk_no IN (SELECT value FROM json_each(?))",
+                (series_id, json.dumps(chunk_nos)),
+            )
+        )
+        missing = [n for n in chunk_nos if n not in found]
+        if missing:
+            raise NotFound(f"chunks {missing} of metric series {series_id} not found")
+        return [found[n] for n in chunk_nos]
