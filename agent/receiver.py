@@ -141,7 +141,6 @@ class Connection:
     # --- main loop --------------------------------------------------------------------------------
 
     async def serve(self) -> None:
-        self.reader_task = asyncio.current_task()
         try:
             sock = self.writer.get_extra_info("socket")
             try:
@@ -281,7 +280,10 @@ class Connection:
 
     async def _reject(self, reason: str) -> None:
         self.receiver.stats.frames_rejected += 1
-        log.warning("closing client connection: protocol error", extra={"fields": self._fields(reason=reason)})
+        log.warning(
+            f"closing client connection of pid {self.pid} (uid {self.uid}): {reason}",
+            extra={"fields": self._fields(reason=reason)},
+        )
         self._send(_agent_frame(error=frames_pb2.ErrorFrame(reason=reason)))
         await self.close()
 
@@ -350,7 +352,8 @@ class Receiver:
         conn = Connection(self, reader, writer, next(self._ids))
         self._connections.add(conn)
         self.stats.connections += 1
-        await conn.serve()
+        # Our own task, not asyncio's callback task: it is cancelled on stop and on close.
+        conn.reader_task = asyncio.create_task(conn.serve(), name=f"conn-{conn.id}")
 
     def _forget(self, conn: Connection) -> None:
         self._connections.discard(conn)

@@ -56,6 +56,7 @@ async def expect_error(client: Client, contains: str) -> None:
     frame, _ = await client.recv_until("error")
     assert contains in frame.error.reason, frame.error.reason
     assert await client.recv() is None  # and the agent closed the connection
+    await client.close()
 
 
 async def test_socket_is_private_and_handshake(pipe):
