@@ -18,9 +18,10 @@ import random
 from collections import OrderedDict, deque
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from runwire.agent.metrics import AgentStats
-from runwire.agent.spool import Record, Spool
+from runwire.agent.spool import Record, Spool, SpoolError
 from runwire.limits import MAX_GRPC_MESSAGE_BYTES
 from runwire.v1 import ingest_pb2, ingest_pb2_grpc
 
@@ -34,6 +35,9 @@ RECONNECT_BACKOFF_MIN_S = 0.05
 """First delay before reconnecting to the collector; it doubles per failure up to the maximum."""
 RECONNECT_BACKOFF_MAX_S = 5.0
 """Longest delay between reconnection attempts."""
+
+KEEPALIVE_TIME_MS = 300_000
+"""Interval of HTTP/2 keepalive pings on the ingest channel."""
 
 _AUTH_CODES = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 
@@ -63,8 +67,10 @@ def channel_options() -> list[tuple[str, int]]:
     return [
         ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
-        ("grpc.keepalive_time_ms", 30_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
+        # Detect a dead collector on an idle stream. Not more often than gRPC servers accept by
+        # default (5 minutes); a shorter interval gets the stream closed for "too many pings".
+        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", 20_000),
     ]
 
 
@@ -90,6 +96,7 @@ class Sender:
         self.max_in_flight_bytes = max_in_flight_bytes
         self.backoff = backoff or Backoff()
         self.connected = False
+        self._unreachable_logged = False
         self._task: asyncio.Task | None = None
         self._queue: deque[int] | None = None  # record numbers to send on the current stream
         self._wakeup = asyncio.Event()  # new record to send, or window room
@@ -141,8 +148,11 @@ class Sender:
                     log.error("collector refused the agent's credentials; retrying", extra={"fields": fields})
                 elif self.connected:
                     log.warning("ingest stream to the collector broke; reconnecting", extra={"fields": fields})
+                elif not self._unreachable_logged:
+                    self._unreachable_logged = True
+                    log.warning("collector unreachable; retrying with backoff", extra={"fields": fields})
                 else:
-                    log.info("collector unreachable; retrying", extra={"fields": fields})
+                    log.debug("collector still unreachable", extra={"fields": fields})
             except _StreamEnded:
                 log.warning("collector closed the ingest stream; reconnecting", extra={"fields": {}})
             except Exception:
@@ -181,6 +191,7 @@ class Sender:
         await call.wait_for_connection()
         if not self.connected:
             self.connected = True
+            self._unreachable_logged = False
             log.info(
                 "connected to the collector",
                 extra={"fields": {"collector": self.target, "resending": len(self._queue or ())}},
@@ -199,10 +210,20 @@ class Sender:
                 in_flight_bytes = sum(in_flight.values())
                 continue
             seq = queue.popleft()
-            data = spool.read(seq)
-            if data is None:
-                continue  # acknowledged meanwhile
-            request = ingest_pb2.IngestRequest.FromString(data)
+            try:
+                data = spool.read(seq)
+                if data is None:
+                    continue  # acknowledged meanwhile
+                request = ingest_pb2.IngestRequest.FromString(data)
+            except (OSError, SpoolError, DecodeError) as e:
+                # Retrying cannot help and would stall every record behind it: drop it, loudly.
+                log.error(
+                    f"SPOOL RECORD {seq} UNREADABLE, dropped: {e}",
+                    extra={"fields": {"seq": seq, "error": str(e)}},
+                )
+                self.stats.corrupt_records += 1
+                spool.ack(seq)
+                continue
             in_flight[seq] = len(data)
             in_flight_bytes += len(data)
             await call.write(request)

@@ -95,6 +95,8 @@ async def test_collector_dies_mid_stream_and_comes_back(tmp):
             await client.wait_ack(seq)  # one record per batch
         await flush(client, 1)
         assert agent.stats.reconnects >= 1
+        seqs = [r.seq for r in fake.requests]
+        assert len(seqs) > len(set(seqs))  # the record in flight when the stream broke was sent again
         # now the collector goes away entirely ...
         await collector.stop()
         await wait_until(lambda: not agent.sender.connected, what="disconnect")
