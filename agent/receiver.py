@@ -41,6 +41,9 @@ SOCKET_READ_LIMIT = 1024 * 1024
 STALE_SOCKET_PROBE_S = 1.0
 """How long the agent tries to connect to an existing socket file to tell a live agent from a stale file."""
 
+MAX_PENDING_FLUSHES = 1024
+"""Flush requests one connection may have waiting for the collector; more is a protocol error."""
+
 _PEERCRED = struct.Struct("3i")
 _BATCH_TAG = 0x12  # ClientFrame.batch: field 2, length-delimited
 
@@ -247,7 +250,7 @@ class Connection:
             while pending and pending[0][1].done():
                 seq, fut = pending.popleft()
                 if fut.cancelled() or fut.exception() is not None:
-                    await self._reject("the agent could not write a batch to its spool; resend it")
+                    await self._reject("the agent could not write a batch to its spool; resend it", protocol=False)
                     return
                 last = seq
             if last is not None:
@@ -256,6 +259,8 @@ class Connection:
                     await self.writer.drain()
 
     def _flush(self, token: int) -> None:
+        if len(self._flush_tasks) >= MAX_PENDING_FLUSHES:
+            raise ProtocolError(f"more than {MAX_PENDING_FLUSHES} flushes waiting on one connection")
         self.receiver.batcher.cut()
         last = self.pending[-1][1] if self.pending else None
         task = asyncio.create_task(self._answer_flush(token, last), name=f"flush-{self.id}")
@@ -278,8 +283,10 @@ class Connection:
         if not self.writer.is_closing():
             self.writer.write(data)
 
-    async def _reject(self, reason: str) -> None:
-        self.receiver.stats.frames_rejected += 1
+    async def _reject(self, reason: str, protocol: bool = True) -> None:
+        """Send an ErrorFrame and close. `protocol`: the client broke the protocol (counted as rejected)."""
+        if protocol:
+            self.receiver.stats.frames_rejected += 1
         log.warning(
             f"closing client connection of pid {self.pid} (uid {self.uid}): {reason}",
             extra={"fields": self._fields(reason=reason)},

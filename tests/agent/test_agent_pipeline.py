@@ -264,3 +264,40 @@ async def test_many_producers_all_committed(tmp, collector, clients):
     for c in conns:
         await c.close()
     await agent.stop()
+
+
+async def test_sender_alone_keeps_a_bounded_window(tmp, collector):
+    from runwire.agent.sender import Backoff, Sender
+    from runwire.agent.spool import Spool
+    from runwire.v1 import ingest_pb2
+
+    spool = Spool(tmp / "spool")
+    spool.open()
+    await spool.start()
+    for seq in range(1, 11):
+        req = ingest_pb2.IngestRequest(agent_id="a", seq=seq, codec=ingest_pb2.CODEC_ZSTD, batch_count=0)
+        req.payload = codec_bundle()
+        spool.append(seq, req.SerializeToString(), [("p", seq)])
+    fake = collector.servicer
+    fake.gate.clear()
+    sender = Sender(spool, collector.target, max_in_flight=3, backoff=Backoff(0.01, 0.1))
+    await sender.start()
+    try:
+        await wait_until(lambda: sender.stats.records_sent >= 3, what="a full window")
+        with pytest.raises(TimeoutError):  # the window is full: nothing more is sent
+            await asyncio.wait_for(wait_until(lambda: sender.stats.records_sent > 3), 0.3)
+        fake.gate.set()
+        assert await sender.drain(10)
+        assert [r.seq for r in fake.requests] == list(range(1, 11))
+        assert fake.acked == list(range(1, 11))
+        assert sender.stats.records_acked == 10 and sender.connected
+    finally:
+        await sender.stop()
+        await spool.close()
+
+
+def codec_bundle() -> bytes:
+    from runwire import codec
+    from runwire.v1 import metrics_pb2
+
+    return codec.compress(metrics_pb2.BatchBundle().SerializeToString())
