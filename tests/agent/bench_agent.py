@@ -142,7 +142,7 @@ def bench_compress() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=2)
-    ap.add_argument("--batches", type=int, default=400)
+    ap.add_argument("--batches", type=int, default=1000)
     ap.add_argument("--points", type=int, default=4096)
     ap.add_argument("--metrics", type=int, default=4)
     ap.add_argument("--no-steps", action="store_true")

@@ -1,3 +1,3 @@
-from agent_testlib import collector, tmp
+from tests.agent.agent_testlib import collector, tmp
 
 __all__ = ["collector", "tmp"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from agent_testlib import make_batch
 
 from runwire import codec
 from runwire.agent.batcher import COMPRESS_INLINE_MAX_BYTES, Batcher, bundle_part
 from runwire.agent.spool import Spool
 from runwire.v1 import ingest_pb2, metrics_pb2
+from tests.agent.agent_testlib import make_batch
 
 
 @pytest.fixture

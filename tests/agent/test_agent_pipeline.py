@@ -7,10 +7,10 @@ import asyncio
 
 import aiohttp
 import pytest
-from agent_testlib import Client, FakeCollector, FakeIngest, wait_until
 
 from runwire.agent.app import Agent, AgentConfig
 from runwire.v1 import frames_pb2
+from tests.agent.agent_testlib import Client, FakeCollector, FakeIngest, wait_until
 
 
 def config(tmp, collector_target: str, **kw) -> AgentConfig:

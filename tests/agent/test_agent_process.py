@@ -11,10 +11,10 @@ import stat
 import sys
 
 import pytest
-from agent_testlib import Client, wait_until
 
 from runwire.agent.main import add_arguments, config_from_args
 from runwire.v1 import frames_pb2
+from tests.agent.agent_testlib import Client, FakeCollector, wait_until
 
 
 async def test_agent_process_end_to_end(tmp, collector):
@@ -71,6 +71,51 @@ async def test_agent_process_end_to_end(tmp, collector):
             await proc.wait()
     log_text = (tmp / "agent.log").read_text()
     assert "agent stopped" in log_text, log_text
+
+
+async def start_process(tmp, collector_target: str, name: str) -> asyncio.subprocess.Process:
+    ready = tmp / f"{name}.json"
+    with open(tmp / f"{name}.log", "wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "runwire.agent", "--socket", str(tmp / "a.sock"), "--collector", collector_target,
+            "--spool-dir", str(tmp / "spool"), "--ready-file", str(ready), "--log-level", "debug",
+            stdout=asyncio.subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
+    await wait_until(ready.exists, timeout=30, what=f"{name} ready")
+    return proc
+
+
+async def test_kill_9_after_ack_loses_nothing(tmp):
+    collector = await FakeCollector().start()
+    await collector.stop()  # nothing listens: the agent can only spool
+    first = await start_process(tmp, collector.target, "first")
+    try:
+        client = await Client.connect(tmp / "a.sock", "p-kill")
+        for seq in range(1, 6):
+            await client.send_batch(seq)
+        await client.wait_ack(5)  # acked = written to the spool
+        first.kill()  # SIGKILL: no graceful stop, no fsync
+        assert await asyncio.wait_for(first.wait(), 10) == -signal.SIGKILL
+        await client.close()
+    finally:
+        if first.returncode is None:
+            first.kill()
+            await first.wait()
+    await collector.start()
+    second = await start_process(tmp, collector.target, "second")  # the stale socket file is replaced
+    try:
+        await wait_until(
+            lambda: {("p-kill", s) for s in range(1, 6)} <= set(collector.servicer.committed),
+            timeout=20,
+            what="the spooled batches to reach the collector after kill -9",
+        )
+        second.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(second.wait(), 30) == 0
+    finally:
+        if second.returncode is None:
+            second.kill()
+            await second.wait()
+        await collector.stop()
 
 
 def test_flags_and_defaults(monkeypatch, tmp):

@@ -9,7 +9,6 @@ import stat
 import struct
 
 import pytest
-from agent_testlib import Client, batch_frame, make_batch, make_points
 
 from runwire.agent.batcher import Batcher
 from runwire.agent.receiver import AgentAlreadyRunning, Receiver, peer_allowed, raw_batch
@@ -17,6 +16,7 @@ from runwire.agent.spool import Spool
 from runwire.frames import pack
 from runwire.limits import MAX_FRAME_BYTES, PROTOCOL_VERSION
 from runwire.v1 import frames_pb2, metrics_pb2
+from tests.agent.agent_testlib import Client, batch_frame, make_batch, make_points
 
 
 class Pipeline:
