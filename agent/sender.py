@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import OrderedDict, deque
 
 import grpc
@@ -36,6 +37,8 @@ RECONNECT_BACKOFF_MIN_S = 0.05
 RECONNECT_BACKOFF_MAX_S = 5.0
 """Longest delay between reconnection attempts."""
 
+SESSION_STABLE_S = 1.0
+"""An ingest stream that stayed up this long resets the reconnection backoff when it ends."""
 KEEPALIVE_TIME_MS = 300_000
 """Interval of HTTP/2 keepalive pings on the ingest channel."""
 
@@ -138,6 +141,7 @@ class Sender:
                 self.stats.reconnects += 1
             first = False
             channel = grpc.aio.insecure_channel(self.target, options=channel_options())
+            began = time.monotonic()
             try:
                 await self._session(channel)
             except asyncio.CancelledError:
@@ -145,12 +149,21 @@ class Sender:
             except grpc.aio.AioRpcError as e:
                 fields = {"collector": self.target, "code": e.code().name, "details": e.details() or ""}
                 if e.code() in _AUTH_CODES:
-                    log.error("collector refused the agent's credentials; retrying", extra={"fields": fields})
+                    log.error(
+                        f"collector {self.target} refused the agent's credentials ({e.code().name}); retrying",
+                        extra={"fields": fields},
+                    )
                 elif self.connected:
-                    log.warning("ingest stream to the collector broke; reconnecting", extra={"fields": fields})
+                    log.warning(
+                        f"ingest stream to {self.target} broke ({e.code().name}); reconnecting",
+                        extra={"fields": fields},
+                    )
                 elif not self._unreachable_logged:
                     self._unreachable_logged = True
-                    log.warning("collector unreachable; retrying with backoff", extra={"fields": fields})
+                    log.warning(
+                        f"collector {self.target} unreachable ({e.code().name}); retrying with backoff",
+                        extra={"fields": fields},
+                    )
                 else:
                     log.debug("collector still unreachable", extra={"fields": fields})
             except _StreamEnded:
@@ -158,6 +171,8 @@ class Sender:
             except Exception:
                 log.exception("ingest stream failed; reconnecting", extra={"fields": {"collector": self.target}})
             finally:
+                if self.connected and time.monotonic() - began >= SESSION_STABLE_S:
+                    self.backoff.reset()  # a stream that was up a while: reconnect quickly
                 self.connected = False
                 self._queue = None
                 with contextlib.suppress(Exception):
