@@ -48,6 +48,8 @@ class GroupCommitter:
         if self._closed:
             raise CommitterClosed("the collector is stopping")
         future: asyncio.Future[IngestOutcome] = asyncio.get_running_loop().create_future()
+        # a stream that went away never reads its future: mark a failure as seen (it is logged here)
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._queue.put_nowait((unit, future))
         return future
 

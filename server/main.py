@@ -38,9 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=None,
+        default=default_data_dir() / "collector",
         metavar="DIR",
-        help=f"where the collector keeps its database (default: {default_data_dir() / 'collector'})",
+        help="where the collector keeps its database (default: %(default)s)",
     )
     parser.add_argument(
         "--grpc-listen",
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the collector until SIGINT or SIGTERM; the process exit code."""
     setup_logging(args.log_level)
     config = CollectorConfig(
-        data_dir=args.data_dir if args.data_dir is not None else default_data_dir() / "collector",
+        data_dir=args.data_dir,
         grpc_listen=args.grpc_listen,
         http_listen=args.http_listen,
         log_level=args.log_level,

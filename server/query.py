@@ -90,6 +90,10 @@ def _refusals(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
             log.info("refused", extra={"fields": {"rpc": fn.__name__, "code": e.code.name, "reason": str(e)}})
             await context.abort(e.code, str(e))
             raise  # not reached: abort raises
+        except Exception as e:
+            log.exception("request failed", extra={"fields": {"rpc": fn.__name__}})
+            await context.abort(grpc.StatusCode.INTERNAL, f"{fn.__name__} failed: {type(e).__name__}: {e}")
+            raise
 
     return handler
 
@@ -207,6 +211,9 @@ class RunsService(runs_pb2_grpc.RunsServicer):
                     yield message
         except CollectorError as e:
             await context.abort(e.code, str(e))
+        except Exception as e:
+            log.exception("request failed", extra={"fields": {"rpc": "GetMetrics"}})
+            await context.abort(grpc.StatusCode.INTERNAL, f"GetMetrics failed: {type(e).__name__}: {e}")
 
     async def _messages(self, s: SeriesSnapshot) -> AsyncIterator[runs_pb2.MetricData]:
         """The series as messages of at most about METRIC_DATA_MESSAGE_BYTES of chunks each (at

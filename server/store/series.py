@@ -88,29 +88,37 @@ def conflict(state: SeriesState, kind: int, points: DecodedPoints) -> str | None
 
 
 def absorb(state: SeriesState, points: DecodedPoints, description: str) -> None:
-    """Record the columns (promoting types), the first non-empty description and running stats."""
+    """Record the columns (promoting types) and the first non-empty description."""
     for name, col in points.columns.items():
         stored = state.columns.get(name)
         state.columns[name] = col.type if stored is None else codec.promote(stored, col.type)
     if description and not state.description:
         state.description = description
-    if state.kind in (codec.SCALAR, codec.LIST):
-        _update_stats(state, points.columns.get(""))
 
 
-def _update_stats(state: SeriesState, col: DecodedColumn | None) -> None:
-    if col is None or col.type not in (codec.FLOAT, codec.INT):
+def _update_stats(state: SeriesState, points: DecodedPoints, start: int) -> None:
+    """Fold rows `start:` of a scalar or list series into its last/min/max (NaN and None skipped)."""
+    col = points.columns.get("")
+    if state.kind not in (codec.SCALAR, codec.LIST) or col is None or col.type not in (codec.FLOAT, codec.INT):
         return
-    values = col.values
-    valid = np.ones(len(values), dtype=bool) if col.nulls is None else ~col.nulls
+    values = col.values[start:]
     if col.type == codec.FLOAT:
-        valid &= ~np.isnan(values)
-    idx = np.flatnonzero(valid)
-    if not idx.size:
-        return
-    good = values[idx]
-    lo, hi = float(good.min()), float(good.max())
-    state.last = float(values[idx[-1]])
+        valid = ~np.isnan(values)
+        if col.nulls is not None:
+            valid &= ~col.nulls[start:]
+    elif col.nulls is not None:
+        valid = ~col.nulls[start:]
+    else:
+        valid = None
+    if valid is not None:
+        idx = np.flatnonzero(valid)
+        if not idx.size:
+            return
+        last, values = values[idx[-1]], values[idx]
+    else:
+        last = values[-1]
+    lo, hi = float(values.min()), float(values.max())
+    state.last = float(last)
     state.min = lo if state.min is None else min(state.min, lo)
     state.max = hi if state.max is None else max(state.max, hi)
 
@@ -185,6 +193,7 @@ def append_rows(state: SeriesState, parts: list[DecodedPoints]) -> list[ChunkWri
     else:
         first_chunk, first_row = state.next_chunk_no, state.count
         merged = codec.concat(parts)
+    _update_stats(state, merged, merged.count - added)
     bounds = chunk_bounds(merged, limits.STORE_CHUNK_ROWS, server_limits.STORE_CHUNK_MAX_BYTES)
     writes = []
     piece = merged

@@ -21,6 +21,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -138,6 +139,15 @@ _UPSERT_CHUNK = (
 def _signed64(seq: int) -> int:
     """A uint64 sequence number as the int64 SQLite stores (the mapping is one-to-one)."""
     return seq - (1 << 64) if seq >= (1 << 63) else seq
+
+
+@dataclass
+class _Pending:
+    """Rows admitted to one series in the current transaction, appended at its end."""
+
+    state: SeriesState
+    parts: list[codec.DecodedPoints] = field(default_factory=list)
+    rows: int = 0
 
 
 class SqliteStore(Store):
@@ -578,7 +588,7 @@ class SqliteStore(Store):
         return await self._write(self._commit_tx, list(units))
 
     def _commit_tx(self, conn: sqlite3.Connection, units: list[IngestUnit]) -> list[IngestOutcome]:
-        pending: dict[int, tuple[SeriesState, list[codec.DecodedPoints]]] = {}
+        pending: dict[int, _Pending] = {}
         run_warnings: dict[str, list[str]] = {}
         outcomes = []
         for unit in units:
@@ -597,7 +607,10 @@ class SqliteStore(Store):
             outcomes.append(out)
         chunk_rows = []
         series_rows = []
-        for state, parts in pending.values():
+        for entry in pending.values():
+            state, parts = entry.state, entry.parts
+            if not parts:
+                continue
             before = state.tail_nbytes if state.tail is not None else 0
             if state.needs_tail:
                 self._load_tail(conn, state)
@@ -622,7 +635,7 @@ class SqliteStore(Store):
         conn: sqlite3.Connection,
         p: PointsInput,
         out: IngestOutcome,
-        pending: dict[int, tuple[SeriesState, list[codec.DecodedPoints]]],
+        pending: dict[int, _Pending],
         run_warnings: dict[str, list[str]],
     ) -> None:
         n_series = self._series_count(conn, p.run_id)
@@ -654,8 +667,9 @@ class SqliteStore(Store):
             refuse(rule, p.count)
             return
         entry = pending.get(state.id)
-        staged = 0 if entry is None else sum(part.count for part in entry[1])
-        room = limits.MAX_ROWS_PER_METRIC - state.count - staged
+        if entry is None:
+            entry = pending[state.id] = _Pending(state)
+        room = limits.MAX_ROWS_PER_METRIC - state.count - entry.rows
         points = p.points
         if points.count > room:
             rule = f"the metric reached MAX_ROWS_PER_METRIC ({limits.MAX_ROWS_PER_METRIC}) rows"
@@ -664,10 +678,8 @@ class SqliteStore(Store):
                 return
             points = codec.slice_points(points, 0, room)
         series.absorb(state, points, p.description)
-        if entry is None:
-            pending[state.id] = (state, [points])
-        else:
-            entry[1].append(points)
+        entry.parts.append(points)
+        entry.rows += points.count
         out.points_committed += points.count
 
     def _series_count(self, conn: sqlite3.Connection, run_id: str) -> int | None:
