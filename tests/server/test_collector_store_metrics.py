@@ -357,3 +357,20 @@ def test_rejections_at_decode():
         decode_request(request(1, batch("p", 1, unnamed_table)))
     assert decode_request(ok).point_count == 1
     assert decode_request(request(1, batch("p", 1, points("r", "m", [1.0])), compress=False)).point_count == 1
+
+
+async def test_a_read_is_a_consistent_snapshot_while_rows_are_appended(store, run, small_chunks, monkeypatch):
+    from runwire.server.store import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "READ_PREFETCH_BYTES", 0)  # sealed chunks are fetched later
+    await log(store, points(run, "m", [float(i) for i in range(10)]))  # chunks of 4, 4 and an open 2
+    reader = store.read_metrics(run)
+    snap = await anext(reader)
+    assert [b is None for b in snap.blobs] == [True, True, False]
+    await log(store, points(run, "m", [10.0, 11.0, 12.0]))  # rewrites the open tail, adds a chunk
+    blobs = await store.read_chunks(snap.series_id, [c.chunk_no for c in snap.chunks[:-1]])
+    decoded = decode_blobs([*blobs, snap.blobs[-1]])
+    assert snap.count == decoded.count == 10
+    assert column_values(decoded) == [float(i) for i in range(10)]
+    assert await values(store, run, "m") == [float(i) for i in range(13)]
+    await reader.aclose()
