@@ -11,6 +11,7 @@ is the collector's stored chunk format, so a read streams chunks straight from d
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -314,10 +315,14 @@ def slice_points(points: DecodedPoints, start: int, stop: int) -> DecodedPoints:
 # --- compression ----------------------------------------------------------------------------------
 
 _COMPRESSOR_LEVEL = 3
+_local = threading.local()
 
 
 def compress(data: bytes) -> bytes:
-    return zstandard.ZstdCompressor(level=_COMPRESSOR_LEVEL).compress(data)
+    compressor = getattr(_local, "compressor", None)
+    if compressor is None:  # one per thread: a compressor is not safe to share between threads
+        compressor = _local.compressor = zstandard.ZstdCompressor(level=_COMPRESSOR_LEVEL)
+    return compressor.compress(data)
 
 
 def decompress(data: bytes, max_output: int) -> bytes:

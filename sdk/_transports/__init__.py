@@ -94,6 +94,18 @@ def _record(info: runs_pb2.RunInfo) -> RunRecord:
     )
 
 
+def _apply_column_types(points: codec.DecodedPoints, columns) -> None:
+    """Give every column the series' type (older chunks may hold ints of a column since promoted to
+    float) and add the columns a chunk never had (their rows are None)."""
+    for info in columns:
+        col = points.columns.get(info.name)
+        if col is None:
+            points.columns[info.name] = codec.DecodedColumn(info.name, codec.NONE, None, None)
+        elif col.type == codec.INT and info.type == codec.FLOAT:
+            col.values = col.values.astype("<f8")
+            col.type = codec.FLOAT
+
+
 class Transport:
     """Talks to one runwire deployment: lifecycle and queries to the collector, points via the agent."""
 
@@ -224,7 +236,9 @@ class Transport:
             parts = chunks[key]
             if not parts:
                 continue
-            out.append(SeriesData(m.run_id, m.name, m.kind, m.description, codec.concat(parts)))
+            points = codec.concat(parts)
+            _apply_column_types(points, m.columns)
+            out.append(SeriesData(m.run_id, m.name, m.kind, m.description, points))
         return out
 
     def close(self) -> None:

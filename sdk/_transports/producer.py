@@ -14,6 +14,7 @@ connection and thread (the parent's unsent data stays the parent's).
 from __future__ import annotations
 
 import atexit
+import multiprocessing.util as mp_util
 import logging
 import os
 import selectors
@@ -520,10 +521,20 @@ def _after_fork_in_child() -> None:
     _lock = threading.Lock()
     for producer in _producers.values():
         producer.after_fork_in_child()
-    mp_util = sys.modules.get("multiprocessing.util")
-    if mp_util is not None and _producers:
-        # multiprocessing children leave through os._exit(): atexit does not run there, Finalize does.
+
+
+class _MultiprocessingHook:
+    """multiprocessing's fork children leave through os._exit(): atexit does not run there, but
+    Finalize callbacks do. Their registry is cleared when a child starts, so the callback is
+    registered from an after-fork hook that multiprocessing runs in every child it starts."""
+
+    @staticmethod
+    def register_in_child(_: object) -> None:
         mp_util.Finalize(None, close_all, exitpriority=100)
+
+
+_mp_hook = _MultiprocessingHook()
+mp_util.register_after_fork(_mp_hook, _MultiprocessingHook.register_in_child)
 
 
 def close_all() -> None:
