@@ -12,19 +12,27 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sqlite3
 import statistics
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.procs import Cluster, short_tmpdir  # noqa: E402
+from tests.procs import Cluster, short_tmpdir
 
 BLOCK = 100  # calls timed together; per-call figures are block time / BLOCK
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -50,23 +58,28 @@ def time_log_calls(run, n: int, name: str) -> tuple[list[float], float]:
     return per_call, worst / 1e6
 
 
-def agent_wire_bytes(cluster: Cluster) -> int | None:
-    """Bytes of IngestRequest payloads the agent sent, from its Prometheus counter (if exposed)."""
-    return None
+def agent_counter(cluster: Cluster, name: str) -> float:
+    """One counter from the agent's Prometheus endpoint."""
+    with urllib.request.urlopen(f"http://{cluster.agent_http}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(f"runwire_agent_{name}") and not line.startswith("#"):
+                return float(line.split()[-1])
+    raise KeyError(name)
 
 
-def disk_bytes(cluster: Cluster, run_id: str, name: str) -> tuple[int, int]:
-    db = next((cluster.root / "collector").glob("*.db"))
+def disk_bytes(cluster: Cluster, run_id: str, name: str) -> int:
+    """Bytes of the stored chunks of one series."""
+    db = next((cluster.root / "collector").glob("*.sqlite3"))
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        tables = [r[0] for r in con.execute("select name from sqlite_master where type='table'")]
-        chunk_table = next(t for t in tables if "chunk" in t)
-        cols = [r[1] for r in con.execute(f"pragma table_info({chunk_table})")]
-        blob_col = next(c for c in cols if c in ("blob", "data", "payload"))
-        total = con.execute(f"select sum(length({blob_col})) from {chunk_table}").fetchone()[0] or 0
+        row = con.execute(
+            "select sum(length(c.blob)) from chunks c join series s on s.id = c.series_id "
+            "where s.run_id = ? and s.name = ?",
+            (run_id, name),
+        ).fetchone()
     finally:
         con.close()
-    return int(total), sum(p.stat().st_size for p in (cluster.root / "collector").glob("*.db*"))
+    return int(row[0] or 0)
 
 
 def main() -> None:
@@ -75,7 +88,9 @@ def main() -> None:
     args = parser.parse_args()
     n = args.points
 
-    cluster = Cluster(short_tmpdir("rwbench")).start()
+    agent_http = f"127.0.0.1:{free_port()}"
+    cluster = Cluster(short_tmpdir("rwbench"), agent_args=["--http-listen", agent_http]).start()
+    cluster.agent_http = agent_http
     os.environ.update(cluster.env())
     from runwire import Experiment, Workspace
 
@@ -121,28 +136,17 @@ def main() -> None:
         # 3. bytes per point for a noisy float64 loss curve with consecutive steps.
         loss_run = exp.start_logging()
         steps = np.arange(n)
-        loss = np.exp(-steps / (n / 5)) + rng.normal(0, 0.01, n)
+        loss = (np.exp(-steps / (n / 5)) + rng.normal(0, 0.01, n)).tolist()
+        wire_before = agent_counter(cluster, "spool_bytes_written")
         log = loss_run.log
-        for i, v in enumerate(loss.tolist()):
-            log("noisy_loss", v, step=i)
+        for i in range(n):
+            log("noisy_loss", loss[i], step=i)
         loss_run.complete()
-        from runwire import _batching, codec
-        from runwire.v1 import metrics_pb2
-
-        # What crosses the wire is the agent's zstd BatchBundle of the SDK's batches: re-encode the
-        # same points the same way, in bundles of the agent's size bound.
-        entries = [(loss_run.id, "noisy_loss", float(v), i, 1_700_000_000_000_000_000 + i * 1000) for i, v in
-                   enumerate(loss.tolist())]  # fmt: skip
-        points = _batching.encode_scalars(entries, {})
-        wire = 0
-        for group_start in range(0, len(points), 16):
-            batches = [metrics_pb2.Batch(producer_id="p" * 32, seq=k, metrics=[mp]) for k, mp in
-                       enumerate(points[group_start : group_start + 16])]  # fmt: skip
-            wire += len(codec.compress(metrics_pb2.BatchBundle(batches=batches).SerializeToString()))
-        chunk_bytes, _ = disk_bytes(cluster, loss_run.id, "noisy_loss")
+        wire = agent_counter(cluster, "spool_bytes_written") - wire_before
+        chunk_bytes = disk_bytes(cluster, loss_run.id, "noisy_loss")
         print("\nbytes per point, noisy float64 loss curve with consecutive steps")
-        print(f"  wire (zstd bundles, as the agent sends them): {wire / n:.2f} B/point")
-        print(f"  disk (compressed chunks, all series in store): {chunk_bytes / (3 * n):.2f} B/point (approx.)")
+        print(f"  wire (agent -> collector IngestRequests, zstd): {wire / n:.2f} B/point")
+        print(f"  disk (stored compressed chunks of the series): {chunk_bytes / n:.2f} B/point")
 
         # 4. reading a 1,000,000-point series back.
         from runwire import Run

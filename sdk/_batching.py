@@ -15,7 +15,10 @@ from runwire import codec
 from runwire.limits import MAX_FRAME_BYTES, SDK_BATCH_MAX_POINTS
 from runwire.v1 import metrics_pb2 as pb
 
-ScalarEntry = tuple[str, str, object, int | None, int]  # run_id, name, value, step, time_ns
+SCALAR_FIELDS = 5
+"""`run.log` extends one flat list with run_id, name, value, step, time_ns: no per-point tuple
+survives, so logging creates no garbage-collected objects (a GC pass over millions of buffered
+tuples would stall the training loop)."""
 # kind, run_id, name, columns ({"": values} for lists), rows, time_ns
 OtherEntry = tuple[int, str, str, dict[str, list], int, int]
 
@@ -61,13 +64,14 @@ def _emit(make, lo: int, hi: int, out: list[pb.MetricPoints]) -> None:
         out.append(mp)
 
 
-def encode_scalars(entries: list[ScalarEntry], descriptions: dict[tuple[str, str], str]) -> list[pb.MetricPoints]:
-    if not entries:
+def encode_scalars(flat: list, descriptions: dict[tuple[str, str], str]) -> list[pb.MetricPoints]:
+    """`flat` holds SCALAR_FIELDS items per point (see above)."""
+    if not flat:
         return []
-    run_ids, names, values, steps, times = zip(*entries, strict=True)
+    run_ids, names, values, steps, times = (flat[i::SCALAR_FIELDS] for i in range(SCALAR_FIELDS))
     out: list[pb.MetricPoints] = []
     if len(set(names)) == 1 and len(set(run_ids)) == 1:
-        groups = [((run_ids[0], names[0]), list(values), list(steps), np.array(times, dtype=np.int64))]
+        groups = [((run_ids[0], names[0]), values, steps, np.array(times, dtype=np.int64))]
     else:
         index: dict[tuple[str, str], int] = {}
         keys = list(zip(run_ids, names, strict=True))

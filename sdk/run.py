@@ -189,7 +189,7 @@ class Run:
                 and not description
                 and (step is None or (type(step) is int and INT64_MIN < step <= INT64_MAX))
             ):
-                self._scalars.append((self._id, name, value, step, _time_ns()))
+                self._scalars.extend((self._id, name, value, step, _time_ns()))
                 return
         except TypeError:  # an unhashable name: let the slow path explain
             pass
@@ -203,7 +203,7 @@ class Run:
         self._register(name, codec.SCALAR, {"": cls})
         if description:
             self._producer.descriptions.setdefault((self._id, name), str(description))
-        self._scalars.append((self._id, name, value, step, _time_ns()))
+        self._scalars.extend((self._id, name, value, step, _time_ns()))
         if cls == v.NUMBER:
             self._numeric.add(name)
 

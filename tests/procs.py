@@ -100,7 +100,8 @@ class Proc:
 class Cluster:
     """One collector and one agent, as real processes, in a temporary folder."""
 
-    def __init__(self, root: Path | None = None, batch_delay_ms: int = 20) -> None:
+    def __init__(self, root: Path | None = None, batch_delay_ms: int = 20, agent_args: list[str] | None = None) -> None:
+        self.agent_args = agent_args or []
         self.root = root or short_tmpdir()
         self.root.mkdir(parents=True, exist_ok=True)
         self.batch_delay_ms = batch_delay_ms
@@ -134,7 +135,8 @@ class Cluster:
         self.agent = Proc(
             "agent",
             ["runwire.agent", "--socket", self.socket, "--collector", self.collector, "--spool-dir",
-             str(self.root / "spool"), "--batch-delay-ms", str(self.batch_delay_ms), "--log-level", "debug"],
+             str(self.root / "spool"), "--batch-delay-ms", str(self.batch_delay_ms), "--log-level", "debug",
+             *self.agent_args],
             self.root / "agent.json",
             self.root / "agent.log",
         ).start()  # fmt: skip

@@ -1,6 +1,6 @@
 """The SDK's logging transport: in-memory buffers, a background sender thread, the agent socket.
 
-`run.log()` appends a tuple to `Producer.scalars` and returns; nothing else happens on the
+`run.log()` extends the flat list `Producer.scalars` and returns; nothing else happens on the
 caller's thread. The sender thread wakes every `SDK_SEND_INTERVAL_S`, encodes what was buffered
 into columnar batches (`_batching`), and writes them as frames to the agent's Unix socket. It keeps
 every batch until the agent acknowledges it as spooled; when the agent is unreachable, or too far
@@ -14,8 +14,8 @@ connection and thread (the parent's unsent data stays the parent's).
 from __future__ import annotations
 
 import atexit
-import multiprocessing.util as mp_util
 import logging
+import multiprocessing.util as mp_util
 import os
 import selectors
 import socket
@@ -42,6 +42,10 @@ HELLO_TIMEOUT_S = 5.0
 EXIT_FLUSH_TIMEOUT_S = float(os.environ.get("RUNWIRE_EXIT_FLUSH_TIMEOUT", "60"))
 """How long interpreter exit waits for logged data to be committed (env RUNWIRE_EXIT_FLUSH_TIMEOUT)."""
 CLIENT_NAME = "runwire-sdk/0.1.0"
+DRAIN_MAX_POINTS = 16_384
+"""Scalar points the sender encodes in one slice before letting other threads run."""
+DRAIN_MAX_CALLS = 256
+"""log_list/log_row/log_table calls the sender encodes in one slice."""
 
 
 class FlushTimeout(Exception):
@@ -64,7 +68,7 @@ class Producer:
     def __init__(self, socket_path: str | None, spool_dir: Path) -> None:
         self.socket_path = socket_path
         self.spool_dir = spool_dir
-        self.scalars: list[_batching.ScalarEntry] = []
+        self.scalars: list = []  # SCALAR_FIELDS items per point
         self.others: list[_batching.OtherEntry] = []
         self.descriptions: dict[tuple[str, str], str] = {}
         self._init_state()
@@ -257,8 +261,13 @@ class Producer:
         """Encode what was logged since the last pass into batches, and note flush targets."""
         with self._cond:
             flushes = [f for f in self._flushes.values() if f.target_seq < 0]
-        n_s, n_o = len(self.scalars), len(self.others)
-        if n_s or n_o:
+        while True:
+            # A bounded slice per pass: every numpy/protobuf call stays short, so this thread never
+            # holds the GIL long enough to stall a logging thread.
+            n_s = min(len(self.scalars), DRAIN_MAX_POINTS * _batching.SCALAR_FIELDS)
+            n_o = min(len(self.others), DRAIN_MAX_CALLS)
+            if not n_s and not n_o:
+                break
             scalars = self.scalars[:n_s]
             del self.scalars[:n_s]
             others = self.others[:n_o]
@@ -267,6 +276,7 @@ class Producer:
             points += _batching.encode_others(others, self.descriptions)
             for group in _batching.pack_batches(points):
                 self._enqueue_batch(group)
+            time.sleep(0)  # let logging threads run between slices
         with self._cond:
             for f in flushes:
                 f.target_seq = self._next_seq - 1

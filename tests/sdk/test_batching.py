@@ -10,6 +10,10 @@ from runwire import _batching, codec
 from runwire.limits import SDK_BATCH_MAX_POINTS
 
 
+def flat(entries):
+    return [item for entry in entries for item in entry]
+
+
 def _decode(points):
     return {(mp.run_id, mp.name): codec.decode_points(mp) for mp in points}
 
@@ -20,7 +24,7 @@ def test_scalars_grouped_per_run_and_metric_in_order():
         entries.append(("r1", "loss", 1.0 / (i + 1), i, 1_000_000_000 + i * 1000))
         entries.append(("r2", "acc", i, None, 1_000_000_000 + i * 1000))
     descriptions = {("r1", "loss"): "training loss"}
-    points = _batching.encode_scalars(entries, descriptions)
+    points = _batching.encode_scalars(flat(entries), descriptions)
     decoded = _decode(points)
     loss = decoded[("r1", "loss")]
     assert loss.columns[""].to_python(10) == [1.0 / (i + 1) for i in range(10)]
@@ -34,13 +38,13 @@ def test_scalars_grouped_per_run_and_metric_in_order():
 
 def test_mixed_values_split_into_consistent_segments():
     entries = [("r", "m", val, None, 1000 * i) for i, val in enumerate([1, 2.5, "x", None, "y", 3])]
-    points = _batching.encode_scalars(entries, {})
+    points = _batching.encode_scalars(flat(entries), {})
     assert [codec.decode_points(mp).count for mp in points] == [2, 3, 1]
 
 
 def test_nan_none_and_partial_steps():
     entries = [("r", "m", float("nan"), 1, 0), ("r", "m", None, None, 1000), ("r", "m", 2.0, 3, 2000)]
-    (mp,) = _batching.encode_scalars(entries, {})
+    (mp,) = _batching.encode_scalars(flat(entries), {})
     d = codec.decode_points(mp)
     values = d.columns[""].to_python(3)
     assert math.isnan(values[0]) and values[1] is None and values[2] == 2.0
@@ -50,7 +54,7 @@ def test_nan_none_and_partial_steps():
 def test_large_groups_are_split():
     n = SDK_BATCH_MAX_POINTS + 10
     entries = [("r", "m", float(i), None, i) for i in range(n)]
-    points = _batching.encode_scalars(entries, {})
+    points = _batching.encode_scalars(flat(entries), {})
     assert [mp.count for mp in points] == [SDK_BATCH_MAX_POINTS, 10]
 
 
@@ -72,7 +76,7 @@ def test_lists_and_tables_merge_consecutive_calls_with_missing_columns():
 def test_long_strings_split_to_fit_a_frame():
     big = "s" * 4000
     entries = [("r", "notes", big, None, i) for i in range(5000)]  # ~20 MB of strings
-    points = _batching.encode_scalars(entries, {})
+    points = _batching.encode_scalars(flat(entries), {})
     assert len(points) > 1
     assert all(mp.ByteSize() <= _batching.SDK_BATCH_TARGET_BYTES for mp in points)
     assert sum(mp.count for mp in points) == 5000
@@ -85,6 +89,6 @@ def test_bytes_per_point_for_a_noisy_loss_curve():
     n = 100_000
     loss = np.exp(-np.arange(n) / 20_000) + rng.normal(0, 0.01, n)
     entries = [("r", "loss", float(x), i, 1_700_000_000_000_000_000 + i * 900) for i, x in enumerate(loss)]
-    (mp, *rest) = _batching.encode_scalars(entries, {})
+    (mp, *rest) = _batching.encode_scalars(flat(entries), {})
     payload = codec.compress(b"".join(p.SerializeToString() for p in [mp, *rest]))
     assert len(payload) / n < 10
