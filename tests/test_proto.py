@@ -15,7 +15,9 @@ def test_committed_generated_code_matches_regeneration(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "proto" / "generate.py"), str(tmp_path)], check=True)
     fresh = sorted(p.relative_to(tmp_path / "runwire" / "v1") for p in (tmp_path / "runwire" / "v1").iterdir())
     committed = sorted(
-        p.relative_to(GENERATED) for p in GENERATED.iterdir() if p.name.endswith(("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"))
+        p.relative_to(GENERATED)
+        for p in GENERATED.iterdir()
+        if p.name.endswith(("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"))
     )
     assert fresh == committed, "generated files differ from the committed set; run `python proto/generate.py`"
     for rel in fresh:
@@ -29,7 +31,18 @@ def test_wheel_installs_only_the_runwire_package(tmp_path):
     import zipfile
 
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
     )

@@ -99,7 +99,7 @@ def test_kill9_agent_then_collector_mid_stream(workspace, cluster):
     wait_for(lambda: _committed(workspace, run_id) > before + 10_000, 60, "points after the agent restart")
     cluster.server.kill9()
     cluster.start_server()
-    out, err = writer.communicate(timeout=300)
+    _, err = writer.communicate(timeout=300)
     assert writer.returncode == 0, err + cluster.logs()
     series = Run(Experiment(workspace, "restarts"), run_id).get_metric_series("v")
     np.testing.assert_array_equal(series.values, np.arange(n))
