@@ -595,7 +595,8 @@ class Spool:
             self._backpressure = True
             self._writable.clear()
             log.warning(
-                "spool full: no longer reading from SDK sockets until the collector acknowledges records",
+                f"spool full ({self.pending_bytes} unacknowledged bytes, bound {self.max_bytes}): no longer "
+                "reading from SDK sockets until the collector acknowledges records",
                 extra={"fields": {"pending_bytes": self.pending_bytes, "max_bytes": self.max_bytes}},
             )
         elif not full and (self._backpressure or not self._writable.is_set()):

@@ -156,7 +156,9 @@ def main() -> None:
         path = os.path.join(tmp, "a.sock")
         agent = ctx.Process(target=agent_process, args=(path, os.path.join(tmp, "spool"), ready, stop))
         agent.start()
-        ready.wait(30)
+        if not ready.wait(30):
+            agent.terminate()
+            raise SystemExit("the agent did not start")
         clients = [
             ctx.Process(
                 target=client, args=(path, f"p{i}", args.batches, args.points, args.metrics, not args.no_steps, go, out)
@@ -167,7 +169,7 @@ def main() -> None:
             c.start()
         time.sleep(2.0)  # let the clients encode their frames before the clock starts
         go.set()
-        results = [out.get(timeout=600) for _ in clients]
+        results = [out.get(timeout=300) for _ in clients]
         for c in clients:
             c.join()
         stop.set()
