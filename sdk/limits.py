@@ -12,23 +12,35 @@ MAX_COLUMNS = 1024
 MAX_ROWS_PER_CALL = 10_000_000
 """Rows in one log_list / log_table call."""
 INT64_MIN = -(2**63)
+"""Smallest integer metric value (values are stored as int64)."""
 INT64_MAX = 2**63 - 1
-"""Integer metric values are stored as int64; larger magnitudes are refused."""
+"""Largest integer metric value (values are stored as int64); larger magnitudes are refused."""
 
 # --- runs (checked by the collector) --------------------------------------------------------------
 MAX_METRIC_NAMES_PER_RUN = 10_000
+"""Metric names in one run; points of further names are refused with a warning on the run."""
 MAX_ROWS_PER_METRIC = 1_000_000_000
+"""Rows of one metric; rows beyond it are refused with a warning on the run."""
 MAX_TAGS_PER_RUN = 1_000
+"""Tags on one run."""
 MAX_PROPERTIES_PER_RUN = 1_000
+"""Properties on one run."""
 MAX_TAG_KEY_LENGTH = 255
+"""Characters in a tag or property key."""
 MAX_TAG_VALUE_LENGTH = 4096
+"""Characters in a tag or property value."""
 MAX_RUN_ID_LENGTH = 256
+"""Characters in a run id."""
 MAX_DISPLAY_NAME_LENGTH = 256
+"""Characters in a run's display name."""
 MAX_ERROR_MESSAGE_LENGTH = 3000
+"""Characters of a run's error message kept (longer ones are truncated)."""
 MAX_EXPERIMENT_NAME_LENGTH = 255
+"""Characters in an experiment name (rule: ^[a-zA-Z0-9][\\w-]{0,254}$)."""
 
 # --- transport ------------------------------------------------------------------------------------
 PROTOCOL_VERSION = 1
+"""Version of the SDK-agent socket protocol, checked in the Hello frame."""
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 """Largest frame on the agent socket (4-byte length prefix excluded)."""
 MAX_GRPC_MESSAGE_BYTES = 64 * 1024 * 1024

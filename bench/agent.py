@@ -2,7 +2,7 @@
 
 Not a test (never timed assertions in tests): run it and read the figures.
 
-    .venv/bin/python tests/agent/bench_agent.py [--clients 2] [--batches 400] [--points 4096] [--metrics 4]
+    .venv/bin/python bench/agent.py [--clients 2] [--batches 400] [--points 4096] [--metrics 4]
 
 SDK clients run in separate processes and send pre-encoded batch frames as fast as the agent
 takes them; the figure is measured from the first frame sent to the ack of the last batch, i.e.

@@ -1,6 +1,6 @@
 """Collector throughput figures (a benchmark that prints, never a test; not collected by pytest).
 
-    .venv/bin/python tests/server/bench_collector.py [--points 10000000]
+    .venv/bin/python bench/collector.py [--points 10000000]
 
 Starts `python -m runwire.server` as a subprocess, streams pre-built compressed requests over
 one or more Ingest streams and reports committed points per second (first send to last ack);
@@ -21,12 +21,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from collector_helpers import batch, decode_blobs, points, request
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from runwire import limits
 from runwire.server.store.sqlite import SqliteStore
 from runwire.v1 import ingest_pb2, ingest_pb2_grpc, runs_pb2, runs_pb2_grpc
+from tests.server.collector_helpers import batch, decode_blobs, points, request
 
 OPTIONS = [
     ("grpc.max_receive_message_length", limits.MAX_GRPC_MESSAGE_BYTES),
