@@ -27,6 +27,7 @@ from runwire.exceptions import (
 )
 from runwire.limits import INT64_MAX, INT64_MIN
 from runwire.series import MetricSeries, azure_value
+from runwire.statuses import POST_PROCESSING_STATUSES, TERMINAL_STATUSES
 
 if TYPE_CHECKING:
     from runwire.experiment import Experiment
@@ -34,20 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("runwire.sdk")
 
-TERMINAL_STATUSES = ("Completed", "Failed", "Canceled")
-RUNNING_STATUSES = (
-    "NotStarted",
-    "Queued",
-    "Preparing",
-    "Provisioning",
-    "Starting",
-    "Running",
-    "Unapproved",
-    "NotResponding",
-    "Pausing",
-    "Paused",
-)
-POST_PROCESSING_STATUSES = ("CancelRequested", "Finalizing")
 MAX_CHILDREN_PER_CALL = 100
 """`create_children` makes at most this many runs at once (Azure ML's limit)."""
 

@@ -13,28 +13,7 @@ from collections.abc import Mapping
 from runwire import limits
 from runwire.server import limits as server_limits
 from runwire.server.errors import InvalidArgument
-
-RUN_STATUSES: tuple[str, ...] = (
-    "NotStarted",
-    "Queued",
-    "Preparing",
-    "Provisioning",
-    "Starting",
-    "Running",
-    "CancelRequested",
-    "Canceled",
-    "Finalizing",
-    "Completed",
-    "Failed",
-    "Unapproved",
-    "NotResponding",
-    "Pausing",
-    "Paused",
-)
-"""Azure ML's run status strings, exactly."""
-
-TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Canceled"})
-"""Statuses a run never leaves; entering one sets `end_time`."""
+from runwire.statuses import RUN_STATUSES
 
 DEFAULT_STATUS = "NotStarted"
 

@@ -30,7 +30,9 @@ from runwire.server import limits as server_limits
 from runwire.server import rules
 from runwire.server.errors import AlreadyExists, CollectorError, FailedPrecondition, InvalidArgument, NotFound
 from runwire.server.records import (
+    ArtifactRecord,
     ChunkRef,
+    CommittedPoints,
     ExperimentRecord,
     IngestOutcome,
     IngestUnit,
@@ -41,10 +43,12 @@ from runwire.server.records import (
     RunRecord,
     RunUpdate,
     SeriesSnapshot,
+    SnapshotRecord,
 )
 from runwire.server.store import series
 from runwire.server.store.base import Store
 from runwire.server.store.series import SeriesState
+from runwire.statuses import TERMINAL_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +126,22 @@ CREATE TABLE IF NOT EXISTS dedup (
     seq INTEGER NOT NULL,
     PRIMARY KEY (producer_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS artifacts (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    upload_id TEXT NOT NULL DEFAULT '',
+    created_time REAL NOT NULL,
+    UNIQUE (run_id, name)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    id TEXT PRIMARY KEY,
+    files INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    created_time REAL NOT NULL
+);
 """
 
 _RUN_COLUMNS = (
@@ -351,7 +371,7 @@ class SqliteStore(Store):
         ).fetchone()
         now = time.time()
         start = now if new.status == "Running" else None
-        end = now if new.status in rules.TERMINAL_STATUSES else None
+        end = now if new.status in TERMINAL_STATUSES else None
         conn.execute(
             "INSERT INTO runs (id, experiment_id, parent_id, number, name, display_name, description, status, type, "
             "target, created_time, start_time, end_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -492,7 +512,7 @@ class SqliteStore(Store):
         sets: list[str] = []
         params: list = []
         if u.status is not None and u.status != status:
-            if status in rules.TERMINAL_STATUSES:
+            if status in TERMINAL_STATUSES:
                 raise FailedPrecondition(f"run {u.run_id} is already {status}; a finished run cannot become {u.status}")
             now = time.time()
             sets.append("status = ?")
@@ -500,7 +520,7 @@ class SqliteStore(Store):
             if u.status == "Running" and start is None:
                 sets.append("start_time = ?")
                 params.append(now)
-            if u.status in rules.TERMINAL_STATUSES and end is None:
+            if u.status in TERMINAL_STATUSES and end is None:
                 sets.append("end_time = ?")
                 params.append(now)
         if u.display_name is not None:
@@ -678,6 +698,7 @@ class SqliteStore(Store):
                 return
             points = codec.slice_points(points, 0, room)
         series.absorb(state, points, p.description)
+        out.committed.append(CommittedPoints(p.run_id, p.name, p.kind, p.description, state.count + entry.rows, points))
         entry.parts.append(points)
         entry.rows += points.count
         out.points_committed += points.count
@@ -853,3 +874,89 @@ class SqliteStore(Store):
         if missing:
             raise NotFound(f"chunks {missing} of metric series {series_id} not found")
         return [found[n] for n in chunk_nos]
+
+    # --- artifacts and snapshots ------------------------------------------------------------------------
+
+    _ARTIFACT_COLUMNS = "run_id, name, sha256, size, upload_id, created_time"
+
+    async def add_artifact(self, record: ArtifactRecord) -> ArtifactRecord:
+        return await self._write(self._add_artifact_tx, record)
+
+    def _add_artifact_tx(self, conn: sqlite3.Connection, a: ArtifactRecord) -> ArtifactRecord:
+        if conn.execute("SELECT 1 FROM runs WHERE id = ?", (a.run_id,)).fetchone() is None:
+            raise NotFound(f"run {a.run_id!r} not found")
+        row = conn.execute(
+            f"SELECT {self._ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = ? AND name = ?", (a.run_id, a.name)
+        ).fetchone()
+        if row is not None:
+            existing = ArtifactRecord(*row)
+            if a.upload_id and existing.upload_id == a.upload_id and existing.sha256 == a.sha256:
+                return existing
+            from runwire.artifact_names import conflict_message
+
+            raise AlreadyExists(conflict_message(a.run_id, a.name))
+        total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM artifacts WHERE run_id = ?", (a.run_id,)).fetchone()[0]
+        if total + a.size > limits.MAX_RUN_ARTIFACT_BYTES:
+            raise InvalidArgument(
+                f"run {a.run_id}: {a.name!r} ({a.size} bytes) would take the run's artifacts to {total + a.size} "
+                f"bytes, over MAX_RUN_ARTIFACT_BYTES ({limits.MAX_RUN_ARTIFACT_BYTES})"
+            )
+        conn.execute(
+            f"INSERT INTO artifacts ({self._ARTIFACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            (a.run_id, a.name, a.sha256, a.size, a.upload_id, a.created_time),
+        )
+        return a
+
+    async def get_artifact(self, run_id: str, name: str) -> ArtifactRecord | None:
+        return await self._read(self._get_artifact_tx, run_id, name)
+
+    def _get_artifact_tx(self, conn: sqlite3.Connection, run_id: str, name: str) -> ArtifactRecord | None:
+        row = conn.execute(
+            f"SELECT {self._ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = ? AND name = ?", (run_id, name)
+        ).fetchone()
+        return None if row is None else ArtifactRecord(*row)
+
+    async def list_artifacts(self, run_id: str, prefix: str = "") -> list[ArtifactRecord]:
+        return await self._read(self._list_artifacts_tx, run_id, prefix)
+
+    def _list_artifacts_tx(self, conn: sqlite3.Connection, run_id: str, prefix: str) -> list[ArtifactRecord]:
+        if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+            raise NotFound(f"run {run_id!r} not found")
+        rows = conn.execute(
+            f"SELECT {self._ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = ? AND substr(name, 1, ?) = ? ORDER BY id",
+            (run_id, len(prefix), prefix),
+        ).fetchall()
+        return [ArtifactRecord(*row) for row in rows]
+
+    async def run_artifact_bytes(self, run_id: str) -> int:
+        return await self._read(
+            lambda conn: conn.execute(
+                "SELECT COALESCE(SUM(size), 0) FROM artifacts WHERE run_id = ?", (run_id,)
+            ).fetchone()[0]
+        )
+
+    async def put_snapshot(self, record: SnapshotRecord) -> SnapshotRecord:
+        return await self._write(self._put_snapshot_tx, record)
+
+    @staticmethod
+    def _put_snapshot_tx(conn: sqlite3.Connection, s: SnapshotRecord) -> SnapshotRecord:
+        row = conn.execute(
+            "SELECT id, files, size, created_time FROM snapshots WHERE id = ?", (s.snapshot_id,)
+        ).fetchone()
+        if row is not None:
+            return SnapshotRecord(*row)
+        conn.execute(
+            "INSERT INTO snapshots (id, files, size, created_time) VALUES (?, ?, ?, ?)",
+            (s.snapshot_id, s.files, s.size, s.created_time),
+        )
+        return s
+
+    async def get_snapshot(self, snapshot_id: str) -> SnapshotRecord:
+        row = await self._read(
+            lambda conn: conn.execute(
+                "SELECT id, files, size, created_time FROM snapshots WHERE id = ?", (snapshot_id,)
+            ).fetchone()
+        )
+        if row is None:
+            raise NotFound(f"snapshot {snapshot_id!r} not found")
+        return SnapshotRecord(*row)
