@@ -403,14 +403,18 @@ class Producer:
 
     def _disconnect(self, reason: str) -> None:
         with self._cond:
-            if self._sock is not None:
-                try:
-                    self._sock.close()
-                except OSError:
-                    pass
-            self._sock = None
-            self._out = bytearray()
+            self._close_socket()
         self._unreachable(reason)
+
+    def _close_socket(self) -> None:
+        """Drop the connection and whatever was queued on it (unacked batches are resent later)."""
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+        self._sock = None
+        self._out = bytearray()
 
     def _send(self, frame: bytes) -> None:
         with self._cond:
@@ -491,12 +495,7 @@ class Producer:
 
     def _shutdown(self) -> None:
         with self._cond:
-            if self._sock is not None:
-                try:
-                    self._sock.close()
-                except OSError:
-                    pass
-                self._sock = None
+            self._close_socket()
             self._stopped = True
             self._cond.notify_all()
         self._spill_unacked()
