@@ -14,6 +14,7 @@ from runwire.exceptions import UserErrorException
 from runwire.run import Run, _filter, _user
 
 if TYPE_CHECKING:
+    from runwire.live import Subscription
     from runwire.workspace import Workspace
 
 EXPERIMENT_NAME_RULE = re.compile(r"^[a-zA-Z0-9][\w-]{0,254}$")
@@ -113,6 +114,19 @@ class Experiment:
     ) -> Iterator[Run]:
         """Runs of this experiment, newest first (top-level only unless include_children)."""
         return self._list_runs(type, tags, properties, None, include_children)
+
+    def subscribe(
+        self,
+        metrics: str | list[str] | None = None,
+        from_start: bool = False,
+        kinds: str | list[str] | None = None,
+        timeout: float | None = None,
+    ) -> Subscription:
+        """Events of every run of this experiment (child runs and runs created later included),
+        pushed as the collector commits them; the arguments are those of `Run.subscribe`."""
+        return self._transport.subscribe(
+            experiment_name=self._name, metrics=metrics, kinds=kinds, from_start=from_start, timeout=timeout
+        )
 
     def _list_runs(
         self,

@@ -31,6 +31,7 @@ from runwire.statuses import POST_PROCESSING_STATUSES, TERMINAL_STATUSES
 
 if TYPE_CHECKING:
     from runwire.experiment import Experiment
+    from runwire.live import Subscription
     from runwire.workspace import Workspace
 
 log = logging.getLogger("runwire.sdk")
@@ -286,6 +287,33 @@ class Run:
             raise UserErrorException(f"run {self._id} has no metric named {name!r}")
         s = series[0]
         return MetricSeries.from_points(s.run_id, s.name, s.kind, s.description, s.points)
+
+    # --- live -------------------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        metrics: str | list[str] | None = None,
+        from_start: bool = False,
+        kinds: str | list[str] | None = None,
+        include_children: bool = False,
+        timeout: float | None = None,
+    ) -> Subscription:
+        """Events of this run pushed as the collector commits them (see `runwire.live`).
+
+        `metrics`: names, exact or glob (`"loss"`, `"val_*"`); None = all. `from_start`: first
+        what is already stored, then live, with no gap and no duplicate. `kinds`: some of
+        `"metric"`, `"status"`, `"log"`, `"tag"`, `"file"` (None = all). `include_children`: the
+        run's descendants too. `timeout`: seconds without an event after which iterating raises
+        `TimeoutError`. The subscription is registered when this returns; close it (or leave a
+        `with` block) to end it."""
+        return self._transport.subscribe(
+            run_id=self._id,
+            include_children=include_children,
+            metrics=metrics,
+            kinds=kinds,
+            from_start=from_start,
+            timeout=timeout,
+        )
 
     # --- tags and properties --------------------------------------------------------------------
 

@@ -17,14 +17,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from runwire import limits
 from runwire._runtime import format_hostport, is_loopback, parse_hostport
 from runwire.server import limits as server_limits
+from runwire.server.bus import InProcessBus, LiveBus
 from runwire.server.committer import GroupCommitter
 from runwire.server.http import build_app
 from runwire.server.ingest import IngestService
+from runwire.server.live import LiveService
 from runwire.server.query import RunsService
 from runwire.server.store.base import Store
 from runwire.server.store.sqlite import SqliteStore
 from runwire.server.telemetry import Telemetry
-from runwire.v1 import ingest_pb2, ingest_pb2_grpc, runs_pb2, runs_pb2_grpc
+from runwire.v1 import ingest_pb2, ingest_pb2_grpc, live_pb2, live_pb2_grpc, runs_pb2, runs_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ SQLITE_FILE = "runwire.sqlite3"
 SERVICE_NAMES = (
     ingest_pb2.DESCRIPTOR.services_by_name["Ingest"].full_name,
     runs_pb2.DESCRIPTOR.services_by_name["Runs"].full_name,
+    live_pb2.DESCRIPTOR.services_by_name["Live"].full_name,
 )
 
 
@@ -62,6 +65,8 @@ class Collector:
         self.data_dir = Path(config.data_dir)
         self.store: Store = store if store is not None else SqliteStore(self.data_dir / SQLITE_FILE)
         self.telemetry = Telemetry()
+        self.live: LiveBus = InProcessBus()
+        """The live bus: committed events go to subscribers (`publish_log`/`publish_file` for logs and files)."""
         self.grpc_address: str | None = None
         self.http_address: str | None = None
         self._grpc_hostport = parse_hostport(config.grpc_listen)
@@ -81,7 +86,7 @@ class Collector:
             await self.store.open()
             self._store_open = True
             self._decode_pool = ThreadPoolExecutor(server_limits.DECODE_THREADS, thread_name_prefix="runwire-decode")
-            self._committer = GroupCommitter(self.store, self.telemetry)
+            self._committer = GroupCommitter(self.store, self.telemetry, self.live)
             self._committer.start()
             await self._start_grpc()
             if self._http_hostport is not None:
@@ -113,7 +118,8 @@ class Collector:
         ingest_pb2_grpc.add_IngestServicer_to_server(
             IngestService(self._committer, self.telemetry, self._decode_pool), server
         )
-        runs_pb2_grpc.add_RunsServicer_to_server(RunsService(self.store, self.status), server)
+        runs_pb2_grpc.add_RunsServicer_to_server(RunsService(self.store, self.status, live=self.live), server)
+        live_pb2_grpc.add_LiveServicer_to_server(LiveService(self.store, self.live), server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         self._server = server

@@ -12,6 +12,7 @@ import logging
 import time
 
 from runwire.server import limits as server_limits
+from runwire.server.bus import LiveBus, metric_events
 from runwire.server.records import IngestOutcome, IngestUnit
 from runwire.server.store.base import Store
 from runwire.server.telemetry import Telemetry
@@ -24,8 +25,9 @@ class CommitterClosed(RuntimeError):
 
 
 class GroupCommitter:
-    def __init__(self, store: Store, telemetry: Telemetry) -> None:
+    def __init__(self, store: Store, telemetry: Telemetry, bus: LiveBus | None = None) -> None:
         self._store = store
+        self._bus = bus
         self._telemetry = telemetry
         self._queue: asyncio.Queue[tuple[IngestUnit, asyncio.Future[IngestOutcome]] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -85,6 +87,12 @@ class GroupCommitter:
                     future.set_exception(e)
             return
         seconds = time.perf_counter() - started
+        if self._bus is not None and self._bus.subscriber_count:
+            # after the commit, never before: subscribers only ever see durable points
+            now = time.time()
+            for outcome in outcomes:
+                if outcome.committed:
+                    self._bus.publish(metric_events(outcome.committed, now))
         self._telemetry.committed(
             requests=len(group),
             batches=sum(o.batches_committed for o in outcomes),

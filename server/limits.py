@@ -41,3 +41,10 @@ DECODE_THREADS = 2
 
 STOP_GRACE_S = 5.0
 """Seconds `runwire server` gives in-flight RPCs to finish when asked to stop."""
+
+LIVE_QUEUE_MAX_EVENTS = 1_024
+"""Events waiting to be sent to one live subscriber at most; beyond it (or beyond
+`LIVE_QUEUE_MAX_POINTS`) the subscriber misses events and gets a `lagged` event saying what."""
+
+LIVE_QUEUE_MAX_POINTS = 1_000_000
+"""Metric points waiting to be sent to one live subscriber at most (see `LIVE_QUEUE_MAX_EVENTS`)."""

@@ -16,6 +16,7 @@ import grpc
 
 from runwire import limits
 from runwire.server import rules
+from runwire.server.bus import LiveBus, status_event, tag_event
 from runwire.server.errors import CollectorError, InvalidArgument
 from runwire.server.records import (
     ExperimentRecord,
@@ -102,9 +103,12 @@ def _refusals(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
 
 
 class RunsService(runs_pb2_grpc.RunsServicer):
-    def __init__(self, store: Store, status: Callable[[], Awaitable[runs_pb2.CollectorStatus]]) -> None:
+    def __init__(
+        self, store: Store, status: Callable[[], Awaitable[runs_pb2.CollectorStatus]], live: LiveBus | None = None
+    ) -> None:
         self._store = store
         self._status = status
+        self._live = live
 
     @_refusals
     async def GetOrCreateExperiment(
@@ -137,6 +141,8 @@ class RunsService(runs_pb2_grpc.RunsServicer):
             properties=key_values(request.properties),
         )
         record = await self._store.create_run(new)
+        if self._live is not None:
+            self._live.publish([status_event(record, created=True)])
         log.info(
             "run created",
             extra={"fields": {"run_id": record.run_id, "experiment": record.experiment_name, "status": record.status}},
@@ -185,6 +191,8 @@ class RunsService(runs_pb2_grpc.RunsServicer):
             warnings=list(request.warnings),
         )
         record = await self._store.update_run(update)
+        if self._live is not None and update.status is not None:
+            self._live.publish([status_event(record)])
         if update.status is not None:
             log.info("run updated", extra={"fields": {"run_id": record.run_id, "status": record.status}})
         return run_info(record)
@@ -192,7 +200,11 @@ class RunsService(runs_pb2_grpc.RunsServicer):
     @_refusals
     async def SetTags(self, request: runs_pb2.SetTagsRequest, context: grpc.aio.ServicerContext) -> runs_pb2.RunInfo:
         _require_run_id(request.run_id)
-        return run_info(await self._store.set_tags(request.run_id, key_values(request.tags), list(request.remove)))
+        tags = key_values(request.tags)
+        record = await self._store.set_tags(request.run_id, tags, list(request.remove))
+        if self._live is not None:
+            self._live.publish([tag_event(record, tags, list(request.remove))])
+        return run_info(record)
 
     @_refusals
     async def AddProperties(

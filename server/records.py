@@ -128,12 +128,27 @@ class IngestUnit:
 
 
 @dataclass
+class CommittedPoints:
+    """Rows a commit appended to one series: rows `first_row` .. `first_row + points.count - 1`
+    (what the live bus publishes after the commit)."""
+
+    run_id: str
+    name: str
+    kind: int
+    description: str
+    first_row: int
+    points: DecodedPoints
+
+
+@dataclass
 class IngestOutcome:
     batches_committed: int = 0
     duplicate_batches: int = 0
     points_committed: int = 0
     points_dropped: int = 0
     warnings: list[str] = field(default_factory=list)
+    committed: list[CommittedPoints] = field(default_factory=list)
+    """What was appended, in commit order (filled by the store for the live bus)."""
 
 
 # --- metric reads ---------------------------------------------------------------------------------
@@ -162,3 +177,25 @@ class SeriesSnapshot:
     columns: list[tuple[str, int]]
     chunks: list[ChunkRef]
     blobs: list[bytes | None]
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    """One committed file of a run: its name, and the content (sha256 of the blob) it points at."""
+
+    run_id: str
+    name: str
+    sha256: str
+    size: int
+    upload_id: str
+    created_time: float
+
+
+@dataclass(frozen=True)
+class SnapshotRecord:
+    """A snapshot: id = sha256 of its manifest (a blob listing path, sha256 and size of each file)."""
+
+    snapshot_id: str
+    files: int
+    size: int
+    created_time: float

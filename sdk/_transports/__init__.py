@@ -241,5 +241,13 @@ class Transport:
             out.append(SeriesData(m.run_id, m.name, m.kind, m.description, points))
         return out
 
+    # live
+    def subscribe(self, *, timeout: float | None = None, **filters: Any):
+        """A live `runwire.live.Subscription` (filters: see `runwire.live.build_request`)."""
+        from runwire.live import Subscription, build_request
+
+        request = build_request(**filters)
+        return Subscription(self.collector.channel, request, self.collector.metadata, timeout=timeout)
+
     def close(self) -> None:
         self.collector.close()

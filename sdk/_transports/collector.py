@@ -52,6 +52,17 @@ class CollectorClient:
                     self._pid = os.getpid()
         return self._stub
 
+    @property
+    def channel(self) -> grpc.Channel:
+        """This process's channel to the collector (for the live subscriptions' streams)."""
+        self.stub  # noqa: B018 - creates the channel in this process
+        assert self._channel is not None
+        return self._channel
+
+    @property
+    def metadata(self) -> tuple:
+        return self._metadata
+
     def call(self, method: str, request: Any) -> Any:
         try:
             return getattr(self.stub, method)(request, timeout=CALL_TIMEOUT_S, metadata=self._metadata)

@@ -1,0 +1,180 @@
+"""The `Live` service: `Subscribe(filter) returns (stream LiveEvent)`.
+
+A subscription registers with the bus first (events are buffered in its bounded queue), then
+resolves its run scope from the store, then (with `from_start`) sends the history of the
+matching runs from the store, then a LIVE marker, then the buffered and later events. Every
+published metric event says which rows of its series it holds (`first_row`, `count`) and history
+is read per series as one consistent snapshot of `count` rows, so at the seam buffered rows that
+the history already covered are dropped (or cut) exactly: no gap, no duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from runwire import codec, limits
+from runwire.server.bus import (
+    LAGGED,
+    LIVE,
+    METRIC,
+    STATUS,
+    TAG,
+    BusEvent,
+    EventFilter,
+    LagMarker,
+    LiveBus,
+    status_event,
+    tag_event,
+)
+from runwire.server.errors import CollectorError, NotFound
+from runwire.server.records import RunQuery, RunRecord
+from runwire.server.store.base import Store
+from runwire.v1 import live_pb2, live_pb2_grpc, metrics_pb2
+
+log = logging.getLogger(__name__)
+
+
+class LiveService(live_pb2_grpc.LiveServicer):
+    def __init__(self, store: Store, bus: LiveBus) -> None:
+        self._store = store
+        self._bus = bus
+
+    async def Subscribe(
+        self, request: live_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[live_pb2.LiveEvent]:
+        flt = EventFilter.from_request(request)
+        sub = self._bus.subscribe(flt)
+        peer = context.peer()
+        log.info(
+            "subscriber joined",
+            extra={
+                "fields": {
+                    "peer": peer,
+                    "experiment": request.experiment_name,
+                    "run_id": request.run_id,
+                    "from_start": request.from_start,
+                    "subscribers": self._bus.subscriber_count,
+                }
+            },
+        )
+        try:
+            try:
+                runs = await self._scope(request)
+            except CollectorError as e:
+                await context.abort(e.code, str(e))
+                return
+            if flt.needs_resolution:
+                flt.resolve(r.run_id for r in runs)
+            seen: dict[tuple[str, str], int] = {}
+            if request.from_start:
+                async for message in self._history(flt, runs, seen):
+                    yield message
+            yield live_pb2.LiveEvent(kind=LIVE)
+            while True:
+                item = await sub.get()
+                if isinstance(item, LagMarker):
+                    yield item.message()
+                    continue
+                message = _seam(item, flt, seen)
+                if message is not None:
+                    yield message
+        finally:
+            self._bus.unsubscribe(sub)
+            log.info(
+                "subscriber left",
+                extra={"fields": {"peer": peer, "lagged_events": sub.lagged_events}},
+            )
+
+    async def _scope(self, request: live_pb2.SubscribeRequest) -> list[RunRecord]:
+        """The runs in scope now, oldest first ([] for an unscoped subscription)."""
+        if request.run_id:
+            runs = [await self._store.get_run(request.run_id)]
+            if request.include_children:
+                runs += await self._store.list_runs(RunQuery(parent_run_id=request.run_id, recursive=True))
+        elif request.experiment_name:
+            found = await self._store.list_experiments(request.experiment_name)
+            if not found:
+                raise NotFound(f"experiment {request.experiment_name!r} not found")
+            runs = await self._store.list_runs(RunQuery(experiment_name=request.experiment_name, include_children=True))
+        else:
+            return []
+        runs.sort(key=lambda r: (r.created_time, r.number))
+        return runs
+
+    async def _history(
+        self, flt: EventFilter, runs: list[RunRecord], seen: dict[tuple[str, str], int]
+    ) -> AsyncIterator[live_pb2.LiveEvent]:
+        if not runs and not flt.scoped:
+            runs = await self._store.list_runs(RunQuery(include_children=True))
+            runs.sort(key=lambda r: (r.created_time, r.number))
+        for run in runs:
+            if STATUS in flt.kinds:
+                yield status_event(run).message()
+            if TAG in flt.kinds and run.tags:
+                yield tag_event(run, {}, []).message()
+            if METRIC not in flt.kinds:
+                continue
+            try:
+                async for snap in self._store.read_metrics(run.run_id):
+                    if not flt.metric_matches(snap.name):
+                        continue
+                    seen[(snap.run_id, snap.name)] = snap.count
+                    for i, ref in enumerate(snap.chunks):
+                        blob = snap.blobs[i]
+                        if blob is None:
+                            (blob,) = await self._store.read_chunks(snap.series_id, [ref.chunk_no])
+                        mp = metrics_pb2.MetricPoints.FromString(
+                            await asyncio.to_thread(codec.decompress, blob, limits.MAX_GRPC_MESSAGE_BYTES)
+                        )
+                        mp.run_id, mp.name, mp.kind = snap.run_id, snap.name, snap.kind
+                        if i == 0 and snap.description:
+                            mp.description = snap.description
+                        yield live_pb2.LiveEvent(
+                            kind=METRIC,
+                            run_id=snap.run_id,
+                            metric=live_pb2.MetricEvent(points=mp, first_row=ref.first_row, history=True),
+                        )
+            except NotFound:
+                continue  # deleted meanwhile
+
+
+def _seam(ev: BusEvent, flt: EventFilter, seen: dict[tuple[str, str], int]) -> live_pb2.LiveEvent | None:
+    """The message for a queued event, or None when the filter (now resolved) or the history
+    already covers it; a metric event the history covers in part is cut to its new rows."""
+    if not flt.matches(ev):
+        return None
+    if ev.kind != METRIC or not seen:
+        return ev.message()
+    covered = seen.get((ev.run_id, ev.name))
+    if covered is None or ev.first_row >= covered:
+        return ev.message()
+    end = ev.first_row + ev.count
+    if end <= covered:
+        return None
+    assert ev.points is not None
+    skip = covered - ev.first_row
+    cut = ev.points.points
+    part = BusEvent(
+        METRIC,
+        ev.run_id,
+        ev.time,
+        name=ev.name,
+        first_row=covered,
+        count=end - covered,
+        points=type(ev.points)(
+            ev.run_id,
+            ev.name,
+            ev.points.kind,
+            ev.points.description,
+            covered,
+            codec.slice_points(cut, skip, cut.count),
+        ),
+    )
+    return part.message()
+
+
+__all__ = ["LAGGED", "LIVE", "LiveService"]
