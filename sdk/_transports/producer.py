@@ -178,6 +178,8 @@ class Producer:
             return
         has_data = self.scalars or self.others or self._unacked or self._spool.records
         if has_data:
+            if self._sock is None and self._unreachable_since is not None:
+                timeout = 0.0  # the agent is away: spool at once rather than hold up the exit
             try:
                 self.flush(timeout)
             except FlushTimeout as e:
