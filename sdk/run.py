@@ -23,9 +23,11 @@ from runwire._transports.producer import FlushTimeout
 from runwire.exceptions import (
     ActivityFailedException,
     MetricTypeError,
+    RunEnvironmentException,
     UserErrorException,
 )
 from runwire.limits import INT64_MAX, INT64_MIN
+from runwire.offline import OfflineRun
 from runwire.series import MetricSeries, azure_value
 from runwire.statuses import POST_PROCESSING_STATUSES, TERMINAL_STATUSES
 
@@ -102,6 +104,7 @@ class Run:
         self._kinds: dict[str, int] = {}
         self._classes: dict[tuple[str, str], str] = {}
         self._numeric: set[str] = set()
+        self._submitted = False  # the run of a submitted script: the executor owns its status
 
     # --- identity -------------------------------------------------------------------------------
 
@@ -355,7 +358,7 @@ class Run:
     def complete(self, _set_status: bool = True) -> None:
         """Flush (wait until committed), then mark the run Completed."""
         self.flush()
-        if _set_status:
+        if _set_status and not self._submitted:
             self._set_status("Completed")
 
     def fail(self, error_details: str | BaseException | None = None, error_code: str | None = None, _set_status=True):
@@ -370,10 +373,13 @@ class Run:
             error["details"] = json.dumps({"exception_type": type(error_details).__name__, "stack_trace": stack})
         elif error_details is not None:
             error["message"] = error_details
-        if _set_status:
+        if _set_status and not self._submitted:
             self._set_status("Failed", error)
 
     def cancel(self) -> None:
+        if self._submitted:
+            log.warning("cancel() inside a submitted run does nothing; cancel it from outside (run.cancel())")
+            return
         self._set_status("Canceled")
         self.flush()
 
@@ -501,6 +507,9 @@ class Run:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if self._submitted:
+            self.complete()
+            return False
         if self._record.status in TERMINAL_STATUSES:
             self.flush()
             return False
@@ -528,6 +537,35 @@ class Run:
 
     # --- class-level lookups --------------------------------------------------------------------
 
+    @classmethod
+    def get_context(cls, allow_offline: bool = True, used_for_context_manager: bool = False, **kwargs: Any):
+        """The run of this submitted script (the same object on every call), or, outside a submitted
+        run, an offline run that only prints what it would log (RunEnvironmentException when
+        allow_offline=False). A submitted script finds its run through RUNWIRE_RUN_ID,
+        RUNWIRE_COLLECTOR and RUNWIRE_AGENT_SOCKET, which the executor sets."""
+        global _context_run
+        if _context_run is not None and (not isinstance(_context_run, OfflineRun) or allow_offline):
+            return _context_run
+        run_id = os.environ.get("RUNWIRE_RUN_ID")
+        if not run_id:
+            if not allow_offline:
+                raise RunEnvironmentException(
+                    "Run.get_context(allow_offline=False) was called outside a submitted run "
+                    "(RUNWIRE_RUN_ID is not set)"
+                )
+            _context_run = OfflineRun()
+            return _context_run
+        from runwire.experiment import Experiment
+        from runwire.workspace import Workspace
+
+        workspace = Workspace.from_config()
+        record = workspace._transport.get_run(run_id)
+        experiment = Experiment(workspace, record.experiment_name, _skip_name_validation=True)
+        run = cls._from_record(experiment, record, os.environ.get("RUNWIRE_OUTPUT_DIRECTORY", "./outputs"))
+        run._submitted = True
+        _context_run = run
+        return run
+
     @staticmethod
     def get(workspace: Workspace, run_id: str) -> Run:
         from runwire.experiment import Experiment
@@ -546,6 +584,9 @@ class Run:
         _rehydrate_runs: bool = True,
     ) -> Iterator[Run]:
         return experiment._list_runs(type, tags, properties, status, include_children)
+
+
+_context_run: Run | OfflineRun | None = None
 
 
 def get_run(experiment: Experiment, run_id: str, rehydrate: bool = True, clean_up: bool = True) -> Run:
