@@ -107,6 +107,18 @@ async def main() -> None:
                 elapsed = time.perf_counter() - started
                 print(f"ingest {label}: {total:,} points in {elapsed:.2f} s = {total / elapsed:,.0f} points/s")
 
+            # Trickle into long series: the open tail of each series is already large.
+            await runs.CreateRun(runs_pb2.CreateRunRequest(experiment_name="bench", run_id="long"))
+            await stream(ingest, build_requests("long", 100 * 60_000, 100, 60_000, "prefill", 1))
+            trickle = build_requests("long", 100 * 100, 100, 1, "trickle", 100)
+            started = time.perf_counter()
+            await stream(ingest, trickle)
+            elapsed = time.perf_counter() - started
+            print(
+                f"ingest trickle into long series: 100 series of 60,000 rows x 1 point per request: "
+                f"{10_000:,} points in {elapsed:.2f} s = {10_000 / elapsed:,.0f} points/s"
+            )
+
             n = 1_000_000
             await runs.CreateRun(runs_pb2.CreateRunRequest(experiment_name="bench", run_id="read"))
             vals = np.random.default_rng(1).standard_normal(n)

@@ -2,8 +2,8 @@
 
 A series is a sequence of rows kept as chunks of at most `limits.STORE_CHUNK_ROWS` rows (and
 about `STORE_CHUNK_MAX_BYTES` uncompressed), each blob being `codec.encode_chunk(...)`. Only the
-last chunk may be short: it is the open *tail*, merged with the next appended rows and
-rewritten. Every other chunk is *sealed* and never changes. A backend keeps one `SeriesState`
+last chunk may be short: it is the open *tail* (under `STORE_TAIL_MAX_ROWS` rows), merged with
+the next appended rows and rewritten. Every other chunk is *sealed* and never changes. A backend keeps one `SeriesState`
 per series it writes to (the decoded tail included, so appending never reads the database back)
 and persists what `append_rows` returns.
 """
@@ -176,9 +176,16 @@ def set_tail(state: SeriesState, points: DecodedPoints | None, first_row: int, n
         state.tail, state.tail_rows, state.tail_nbytes = None, 0, 0
 
 
+STORE_TAIL_MAX_ROWS = 4096
+"""An open tail is rewritten on every append, so it is sealed once it reaches this many rows
+(large appends still make chunks of `STORE_CHUNK_ROWS`): a series that grows a few rows at a time
+costs at most a 4,096-row re-encode per append instead of one of up to `STORE_CHUNK_ROWS` rows."""
+
+
 def is_open(rows: int, nbytes: int) -> bool:
     """Whether a last chunk of `rows` rows and about `nbytes` bytes still takes more rows."""
-    return rows < limits.STORE_CHUNK_ROWS and nbytes < server_limits.STORE_CHUNK_MAX_BYTES
+    max_rows = min(limits.STORE_CHUNK_ROWS, STORE_TAIL_MAX_ROWS)
+    return rows < max_rows and nbytes < server_limits.STORE_CHUNK_MAX_BYTES
 
 
 def append_rows(state: SeriesState, parts: list[DecodedPoints]) -> list[ChunkWrite]:
