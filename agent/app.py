@@ -22,6 +22,7 @@ from runwire.agent.metrics import AgentStats, make_registry
 from runwire.agent.receiver import Receiver
 from runwire.agent.sender import Backoff, Sender
 from runwire.agent.spool import FSYNC_INTERVAL_S, SPOOL_MAX_BYTES_DEFAULT, Spool
+from runwire.agent.uploads import UPLOADS_DIR, Uploads
 from runwire.limits import AGENT_BATCH_MAX_BYTES, AGENT_BATCH_MAX_DELAY_S, MAX_FRAME_BYTES, SPOOL_SEGMENT_BYTES
 from runwire.v1 import frames_pb2
 
@@ -81,6 +82,7 @@ class Agent:
         self.batcher: Batcher | None = None
         self.receiver: Receiver | None = None
         self.sender: Sender | None = None
+        self.uploads: Uploads | None = None
         self.registry = make_registry(self.stats, self._gauges)
         self._http = None
         self.http_address: tuple[str, int] | None = None
@@ -120,6 +122,13 @@ class Agent:
             backoff=Backoff(*cfg.backoff) if cfg.backoff else None,
         )
         await self.sender.start()
+        self.uploads = Uploads(
+            cfg.spool_dir / UPLOADS_DIR,
+            cfg.collector,
+            token=cfg.token,
+            backoff=Backoff(*cfg.backoff) if cfg.backoff else None,
+        )
+        await self.uploads.start()
         self.receiver = Receiver(
             cfg.socket_path,
             self.batcher,
@@ -128,12 +137,14 @@ class Agent:
             stats=self.stats,
             status_fn=self.status,
             max_frame_bytes=cfg.max_frame_bytes,
+            uploads=self.uploads,
         )
         try:
             await self.receiver.start()
             if cfg.http_listen is not None:
                 await self._start_http(*cfg.http_listen)
         except BaseException:
+            await self.uploads.stop()
             await self.sender.stop()
             await self.batcher.close()
             await self.spool.close()
@@ -162,12 +173,18 @@ class Agent:
         await self.batcher.wait_idle()
         await self.receiver.wait_acks(1.0)
         drained = await self.sender.drain(grace)
+        if not await self.uploads.drain(grace):
+            log.warning(
+                "stopping with files not yet uploaded; the next start uploads them",
+                extra={"fields": {"files": self.uploads.pending}},
+            )
         if not drained:
             log.warning(
                 "stopping with records the collector has not acknowledged; the next start sends them",
                 extra={"fields": {"records": self.spool.pending_records, "bytes": self.spool.pending_bytes}},
             )
         await self.receiver.close()
+        await self.uploads.stop()
         await self.sender.stop()
         await self.batcher.close()
         await self.spool.close()

@@ -25,6 +25,7 @@ import struct
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runwire import codec
 from runwire.agent.batcher import Batcher
@@ -33,6 +34,9 @@ from runwire.agent.spool import Spool
 from runwire.frames import FrameError, pack, parse_client_frame, read_frame
 from runwire.limits import MAX_FRAME_BYTES, PROTOCOL_VERSION
 from runwire.v1 import frames_pb2, metrics_pb2
+
+if TYPE_CHECKING:
+    from runwire.agent.uploads import Uploads
 
 log = logging.getLogger("runwire.agent.receiver")
 
@@ -46,6 +50,7 @@ MAX_PENDING_FLUSHES = 1024
 
 _PEERCRED = struct.Struct("3i")
 _BATCH_TAG = 0x12  # ClientFrame.batch: field 2, length-delimited
+_FILE_FRAMES = ("file_begin", "file_chunk", "file_end", "file_wait")
 
 
 class ProtocolError(Exception):
@@ -206,8 +211,23 @@ class Connection:
                 self._flush(frame.flush.token)
             elif kind == "status":
                 self._send(_agent_frame(status=receiver.status_fn()))
+            elif kind in _FILE_FRAMES:
+                await self._file_frame(frame, kind)
             else:  # pragma: no cover - parse_client_frame refuses bodies it does not know
                 raise ProtocolError(f"unexpected frame {kind!r}")
+
+    async def _file_frame(self, frame: frames_pb2.ClientFrame, kind: str) -> None:
+        uploads = self.receiver.uploads
+        if self.producer_id is None:
+            raise ProtocolError(f"{kind} before hello")
+        if uploads is None:
+            raise ProtocolError("this agent does not take files")
+        from runwire.agent.uploads import UploadProtocolError
+
+        try:
+            await uploads.on_frame(self, frame, kind)
+        except UploadProtocolError as e:
+            raise ProtocolError(str(e)) from e
 
     def _hello(self, hello: frames_pb2.Hello) -> None:
         if self.producer_id is not None:
@@ -308,6 +328,8 @@ class Connection:
         with contextlib.suppress(Exception):
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+        if self.receiver.uploads is not None:
+            self.receiver.uploads.connection_closed(self)
         self.receiver._forget(self)
 
 
@@ -324,6 +346,7 @@ class Receiver:
         stats: AgentStats | None = None,
         status_fn: Callable[[], frames_pb2.AgentStatus] | None = None,
         max_frame_bytes: int = MAX_FRAME_BYTES,
+        uploads: Uploads | None = None,
     ) -> None:
         self.path = Path(path)
         self.batcher = batcher
@@ -332,6 +355,7 @@ class Receiver:
         self.stats = stats if stats is not None else AgentStats()
         self.status_fn = status_fn or (lambda: frames_pb2.AgentStatus(agent_id=agent_id, pid=os.getpid()))
         self.max_frame_bytes = max_frame_bytes
+        self.uploads = uploads
         self.stopping = False
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[Connection] = set()

@@ -91,6 +91,13 @@ class Experiment:
         tags = params.get("tags") or {}
         from runwire.run import _str_values
 
+        properties = {"azureml.runsource": "experiment", "runwire.submitted_by": _user()}
+        snapshot_directory = params.get("snapshot_directory", ".")
+        if snapshot_directory is not None:
+            from runwire.artifacts import SNAPSHOT_PROPERTY, take_snapshot
+
+            properties[SNAPSHOT_PROPERTY] = take_snapshot(self._transport, snapshot_directory)
+
         record = self._transport.create_run(
             self._name,
             params.get("run_id") or str(uuid.uuid4()),
@@ -99,7 +106,7 @@ class Experiment:
             display_name=params.get("display_name"),
             description=params.get("description"),
             tags=_str_values(tags, "tag") if tags else None,
-            properties={"azureml.runsource": "experiment", "runwire.submitted_by": _user()},
+            properties=properties,
         )
         if outputs:
             os.makedirs(outputs, exist_ok=True)

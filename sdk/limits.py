@@ -61,3 +61,17 @@ STORE_CHUNK_ROWS = 65_536
 """Rows per stored metric chunk; a short trailing chunk is merged with the next appended rows."""
 METRIC_DATA_MESSAGE_BYTES = 2 * 1024 * 1024
 """Chunk bytes per streamed MetricData message when reading a series."""
+
+# --- files, images and snapshots (issue 3) --------------------------------------------------------
+MAX_ARTIFACT_NAME_LENGTH = 1024
+"""Characters in an artifact name (its path inside the run, e.g. `outputs/model.pkl`)."""
+MAX_ARTIFACT_BYTES = 64 * 1024**3
+"""Bytes of one uploaded file (artifact); checked by the SDK before sending and by the collector."""
+MAX_RUN_ARTIFACT_BYTES = 1024**4
+"""Bytes of all the artifacts of one run together; an upload that would exceed it is refused."""
+FILE_CHUNK_BYTES = 1024 * 1024
+"""Bytes of file data per socket frame (SDK to agent) and per gRPC message (agent/SDK to collector)."""
+SNAPSHOT_MAX_BYTES = 300 * 1024 * 1024
+"""Bytes of the files of one snapshot (after ignore rules); more raises SnapshotException."""
+SNAPSHOT_MAX_FILES = 2000
+"""Files in one snapshot (after ignore rules); more raises SnapshotException."""

@@ -20,6 +20,7 @@ from runwire import _validate as v
 from runwire import codec
 from runwire._transports import RunRecord, Transport
 from runwire._transports.producer import FlushTimeout
+from runwire.artifacts import RunFiles
 from runwire.exceptions import (
     ActivityFailedException,
     MetricTypeError,
@@ -73,7 +74,7 @@ def _filter(spec: str | dict[str, Any] | list[str] | None) -> dict[str, str | No
     return dict.fromkeys(spec)
 
 
-class Run:
+class Run(RunFiles):
     """A run: log metrics into it, tag it, end it, read it back.
 
     `Run(experiment, run_id)` loads an existing run; new runs come from
@@ -249,12 +250,14 @@ class Run:
         self._others.append((codec.TABLE, self._id, name, table, rows, _time_ns()))
 
     def flush(self, timeout_seconds: float = 300) -> None:
-        """Block until everything logged so far is committed at the collector."""
+        """Block until everything logged so far is committed at the collector (files included)."""
+        started = time.monotonic()
         try:
             self._producer.flush(timeout_seconds)
         except FlushTimeout as e:
             warnings.warn(str(e), RuntimeWarning, stacklevel=2)
             log.warning("%s", e)
+        self._flush_files(max(1.0, timeout_seconds - (time.monotonic() - started)))
 
     def _flush_if_logging(self) -> None:
         """Read-your-writes for this process: send what it logged before reading back."""
@@ -271,7 +274,7 @@ class Run:
         names = [name] if name is not None else None
         series = self._transport.get_metrics(self._id, recursive=recursive, names=names)
         if not recursive:
-            return {s.name: azure_value(s.kind, s.points) for s in series}
+            return {s.name: self._metric_value(s, populate) for s in series}
         allowed: set[str] | None = None
         if run_type is not None:
             descendants = self._transport.list_runs(parent_run_id=self._id, recursive=True, run_type=run_type)
@@ -279,8 +282,12 @@ class Run:
         out: dict[str, dict[str, Any]] = {}
         for s in series:
             if allowed is None or s.run_id in allowed:
-                out.setdefault(s.run_id, {})[s.name] = azure_value(s.kind, s.points)
+                out.setdefault(s.run_id, {})[s.name] = self._metric_value(s, populate)
         return out
+
+    def _metric_value(self, s: Any, populate: bool) -> Any:
+        value = azure_value(s.kind, s.points)
+        return self._populate(value) if populate and s.kind == codec.IMAGE else value
 
     def get_metric_series(self, name: str) -> MetricSeries:
         """Every row of one metric as numpy arrays: steps, timestamps, values (runwire's richer read)."""
@@ -356,15 +363,17 @@ class Run:
         self._set_status("Running")
 
     def complete(self, _set_status: bool = True) -> None:
-        """Flush (wait until committed), then mark the run Completed."""
+        """Upload the outputs folder, flush (wait until committed), then mark the run Completed."""
+        self._upload_outputs()
         self.flush()
         if _set_status and not self._submitted:
             self._set_status("Completed")
 
     def fail(self, error_details: str | BaseException | None = None, error_code: str | None = None, _set_status=True):
-        """Flush, record the error, mark the run Failed."""
+        """Upload the outputs folder, flush, record the error, mark the run Failed."""
         if error_details is not None and not isinstance(error_details, str | BaseException):
             raise TypeError(f"error_details must be a str or an exception, not {type(error_details).__name__}")
+        self._upload_outputs()
         self.flush()
         error = {"code": error_code or "UserError", "message": ""}
         if isinstance(error_details, BaseException):
@@ -381,6 +390,7 @@ class Run:
             log.warning("cancel() inside a submitted run does nothing; cancel it from outside (run.cancel())")
             return
         self._set_status("Canceled")
+        self._upload_outputs()
         self.flush()
 
     def get_status(self) -> str:

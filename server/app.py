@@ -17,6 +17,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from runwire import limits
 from runwire._runtime import format_hostport, is_loopback, parse_hostport
 from runwire.server import limits as server_limits
+from runwire.server.artifacts import ARTIFACTS_SERVICE_NAME, ArtifactsService, add_artifacts_servicer
+from runwire.server.blobstore import ArtifactStore, LocalArtifactStore
 from runwire.server.bus import InProcessBus, LiveBus
 from runwire.server.committer import GroupCommitter
 from runwire.server.http import build_app
@@ -36,8 +38,13 @@ SQLITE_FILE = "runwire.sqlite3"
 SERVICE_NAMES = (
     ingest_pb2.DESCRIPTOR.services_by_name["Ingest"].full_name,
     runs_pb2.DESCRIPTOR.services_by_name["Runs"].full_name,
+    ARTIFACTS_SERVICE_NAME,
     live_pb2.DESCRIPTOR.services_by_name["Live"].full_name,
 )
+
+
+ARTIFACTS_DIR = "artifacts"
+"""The content-addressed artifact blobs' folder inside the collector's data folder."""
 
 
 def version() -> str:
@@ -60,11 +67,13 @@ class CollectorConfig:
 class Collector:
     """`await start()`, then `grpc_address` / `http_address` hold the bound addresses; `await stop()`."""
 
-    def __init__(self, config: CollectorConfig, store: Store | None = None) -> None:
+    def __init__(self, config: CollectorConfig, store: Store | None = None, blobs: ArtifactStore | None = None) -> None:
         self.config = config
         self.data_dir = Path(config.data_dir)
         self.store: Store = store if store is not None else SqliteStore(self.data_dir / SQLITE_FILE)
         self.telemetry = Telemetry()
+        self.blobs: ArtifactStore | None = blobs
+        self._artifacts: ArtifactsService | None = None
         self.live: LiveBus = InProcessBus()
         """The live bus: committed events go to subscribers (`publish_log`/`publish_file` for logs and files)."""
         self.grpc_address: str | None = None
@@ -120,6 +129,11 @@ class Collector:
         )
         runs_pb2_grpc.add_RunsServicer_to_server(RunsService(self.store, self.status, live=self.live), server)
         live_pb2_grpc.add_LiveServicer_to_server(LiveService(self.store, self.live), server)
+        if self.blobs is None:
+            self.blobs = LocalArtifactStore(self.data_dir / ARTIFACTS_DIR)
+        self.blobs.sweep_partials(server_limits.PARTIAL_UPLOAD_TTL_S)
+        self._artifacts = ArtifactsService(self.store, self.blobs)
+        add_artifacts_servicer(self._artifacts, server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         self._server = server
@@ -163,6 +177,9 @@ class Collector:
         if self._http is not None:
             await self._http.cleanup()
             self._http = None
+        if self._artifacts is not None:
+            self._artifacts.close()
+            self._artifacts = None
         if self._committer is not None:
             await self._committer.stop()
             self._committer = None

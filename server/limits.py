@@ -48,3 +48,8 @@ LIVE_QUEUE_MAX_EVENTS = 1_024
 
 LIVE_QUEUE_MAX_POINTS = 1_000_000
 """Metric points waiting to be sent to one live subscriber at most (see `LIVE_QUEUE_MAX_EVENTS`)."""
+
+PARTIAL_UPLOAD_TTL_S = 24 * 3600.0
+"""Seconds the collector keeps the partial file of an interrupted upload for a resume (swept at start)."""
+ARTIFACT_IO_THREADS = 4
+"""Threads reading, hashing and writing artifact bytes on the collector."""

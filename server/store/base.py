@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 
 from runwire.server.records import (
+    ArtifactRecord,
     ExperimentRecord,
     IngestOutcome,
     IngestUnit,
@@ -21,6 +22,7 @@ from runwire.server.records import (
     RunRecord,
     RunUpdate,
     SeriesSnapshot,
+    SnapshotRecord,
 )
 
 
@@ -104,3 +106,30 @@ class Store(ABC):
     @abstractmethod
     async def read_chunks(self, series_id: int, chunk_nos: Sequence[int]) -> list[bytes]:
         """Stored blobs of sealed chunks of a series, in the order of `chunk_nos`."""
+
+    # --- artifacts and snapshots (metadata; the bytes live in an `ArtifactStore`) --------------------
+
+    @abstractmethod
+    async def add_artifact(self, record: ArtifactRecord) -> ArtifactRecord:
+        """Record a committed file of a run. Write-once: when the run already has `name`, return the
+        existing record if it came from the same `upload_id` (a retried upload), else AlreadyExists
+        with Azure's "Resource Conflict" message. NotFound for a missing run; InvalidArgument when
+        the run's artifacts would exceed MAX_RUN_ARTIFACT_BYTES."""
+
+    @abstractmethod
+    async def get_artifact(self, run_id: str, name: str) -> ArtifactRecord | None: ...
+
+    @abstractmethod
+    async def list_artifacts(self, run_id: str, prefix: str = "") -> list[ArtifactRecord]:
+        """Artifacts of a run whose name starts with `prefix`, in commit order."""
+
+    @abstractmethod
+    async def run_artifact_bytes(self, run_id: str) -> int: ...
+
+    @abstractmethod
+    async def put_snapshot(self, record: SnapshotRecord) -> SnapshotRecord:
+        """Record a snapshot; an existing id returns the existing record (same manifest, same id)."""
+
+    @abstractmethod
+    async def get_snapshot(self, snapshot_id: str) -> SnapshotRecord:
+        """Raises NotFound."""

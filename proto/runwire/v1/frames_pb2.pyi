@@ -1,7 +1,8 @@
 from runwire.v1 import metrics_pb2 as _metrics_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -88,28 +89,94 @@ class ErrorFrame(_message.Message):
     reason: str
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
+class FileBegin(_message.Message):
+    __slots__ = ("upload_id", "run_id", "name")
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    upload_id: str
+    run_id: str
+    name: str
+    def __init__(self, upload_id: _Optional[str] = ..., run_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class FileChunk(_message.Message):
+    __slots__ = ("upload_id", "offset", "data")
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    upload_id: str
+    offset: int
+    data: bytes
+    def __init__(self, upload_id: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class FileEnd(_message.Message):
+    __slots__ = ("upload_id", "size", "sha256")
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    upload_id: str
+    size: int
+    sha256: str
+    def __init__(self, upload_id: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class FileWait(_message.Message):
+    __slots__ = ("upload_ids",)
+    UPLOAD_IDS_FIELD_NUMBER: _ClassVar[int]
+    upload_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, upload_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FileAck(_message.Message):
+    __slots__ = ("upload_id", "error")
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    upload_id: str
+    error: str
+    def __init__(self, upload_id: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class FileDone(_message.Message):
+    __slots__ = ("upload_id", "error", "conflict")
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CONFLICT_FIELD_NUMBER: _ClassVar[int]
+    upload_id: str
+    error: str
+    conflict: bool
+    def __init__(self, upload_id: _Optional[str] = ..., error: _Optional[str] = ..., conflict: _Optional[bool] = ...) -> None: ...
+
 class ClientFrame(_message.Message):
-    __slots__ = ("hello", "batch", "flush", "status")
+    __slots__ = ("hello", "batch", "flush", "status", "file_begin", "file_chunk", "file_end", "file_wait")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     FLUSH_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    FILE_BEGIN_FIELD_NUMBER: _ClassVar[int]
+    FILE_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    FILE_END_FIELD_NUMBER: _ClassVar[int]
+    FILE_WAIT_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     batch: _metrics_pb2.Batch
     flush: FlushRequest
     status: StatusRequest
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., batch: _Optional[_Union[_metrics_pb2.Batch, _Mapping]] = ..., flush: _Optional[_Union[FlushRequest, _Mapping]] = ..., status: _Optional[_Union[StatusRequest, _Mapping]] = ...) -> None: ...
+    file_begin: FileBegin
+    file_chunk: FileChunk
+    file_end: FileEnd
+    file_wait: FileWait
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., batch: _Optional[_Union[_metrics_pb2.Batch, _Mapping]] = ..., flush: _Optional[_Union[FlushRequest, _Mapping]] = ..., status: _Optional[_Union[StatusRequest, _Mapping]] = ..., file_begin: _Optional[_Union[FileBegin, _Mapping]] = ..., file_chunk: _Optional[_Union[FileChunk, _Mapping]] = ..., file_end: _Optional[_Union[FileEnd, _Mapping]] = ..., file_wait: _Optional[_Union[FileWait, _Mapping]] = ...) -> None: ...
 
 class AgentFrame(_message.Message):
-    __slots__ = ("hello_ack", "batch_ack", "flush_ack", "status", "error")
+    __slots__ = ("hello_ack", "batch_ack", "flush_ack", "status", "error", "file_ack", "file_done")
     HELLO_ACK_FIELD_NUMBER: _ClassVar[int]
     BATCH_ACK_FIELD_NUMBER: _ClassVar[int]
     FLUSH_ACK_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    FILE_ACK_FIELD_NUMBER: _ClassVar[int]
+    FILE_DONE_FIELD_NUMBER: _ClassVar[int]
     hello_ack: HelloAck
     batch_ack: BatchAck
     flush_ack: FlushAck
     status: AgentStatus
     error: ErrorFrame
-    def __init__(self, hello_ack: _Optional[_Union[HelloAck, _Mapping]] = ..., batch_ack: _Optional[_Union[BatchAck, _Mapping]] = ..., flush_ack: _Optional[_Union[FlushAck, _Mapping]] = ..., status: _Optional[_Union[AgentStatus, _Mapping]] = ..., error: _Optional[_Union[ErrorFrame, _Mapping]] = ...) -> None: ...
+    file_ack: FileAck
+    file_done: FileDone
+    def __init__(self, hello_ack: _Optional[_Union[HelloAck, _Mapping]] = ..., batch_ack: _Optional[_Union[BatchAck, _Mapping]] = ..., flush_ack: _Optional[_Union[FlushAck, _Mapping]] = ..., status: _Optional[_Union[AgentStatus, _Mapping]] = ..., error: _Optional[_Union[ErrorFrame, _Mapping]] = ..., file_ack: _Optional[_Union[FileAck, _Mapping]] = ..., file_done: _Optional[_Union[FileDone, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,293 @@
+"""The `Artifacts` gRPC service: files of runs and snapshots (RUN_API.md §8, §14).
+
+Uploads stream in chunks into a partial file of the `ArtifactStore`; the bytes become visible
+only after their size and sha256 match (an atomic rename into the content-addressed blob), and
+then the (run, name) -> sha256 row is written through the `Store` interface. A stream that breaks
+leaves the partial file, and `UploadStatus` tells the next attempt where to resume. Names are
+write-once per run; a retried upload (same `upload_id`) is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+
+from runwire import limits
+from runwire.artifact_names import ArtifactNameError, conflict_message, normalize_name
+from runwire.server import limits as server_limits
+from runwire.server.blobstore import ArtifactStore, ChecksumMismatch, is_sha256
+from runwire.server.errors import AlreadyExists, CollectorError, FailedPrecondition, InvalidArgument, NotFound
+from runwire.server.records import ArtifactRecord, SnapshotRecord
+from runwire.server.store.base import Store
+from runwire.v1 import artifacts_pb2, artifacts_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+def _info(a: ArtifactRecord) -> artifacts_pb2.ArtifactInfo:
+    return artifacts_pb2.ArtifactInfo(
+        run_id=a.run_id, name=a.name, sha256=a.sha256, size=a.size, created_time=a.created_time
+    )
+
+
+def partial_key(run_id: str, name: str, sha256: str) -> str:
+    return f"{run_id}\0{name}\0{sha256}"
+
+
+def parse_manifest(raw: bytes) -> list[dict]:
+    """The files of a snapshot manifest, checked: safe relative paths, sha256 digests, sizes."""
+    try:
+        doc = json.loads(raw)
+        files = doc["files"]
+        out = []
+        for f in files:
+            path = normalize_name(f["path"])
+            if path != f["path"] or not is_sha256(f["sha256"]) or int(f["size"]) < 0:
+                raise ValueError(f"bad manifest entry {f!r}")
+            out.append(f)
+    except (ValueError, KeyError, TypeError, ArtifactNameError) as e:
+        raise InvalidArgument(f"invalid snapshot manifest: {e}") from None
+    return out
+
+
+class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
+    def __init__(self, store: Store, blobs: ArtifactStore) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._pool = ThreadPoolExecutor(server_limits.ARTIFACT_IO_THREADS, thread_name_prefix="runwire-artifacts")
+        self._busy: set[str] = set()  # partial keys with an upload stream in progress
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _io(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    @staticmethod
+    async def _refuse(context: grpc.aio.ServicerContext, rpc: str, e: Exception) -> None:
+        if isinstance(e, CollectorError):
+            log.info("refused", extra={"fields": {"rpc": rpc, "code": e.code.name, "reason": str(e)}})
+            await context.abort(e.code, str(e))
+        if isinstance(e, ArtifactNameError):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        log.exception("request failed", extra={"fields": {"rpc": rpc}})
+        await context.abort(grpc.StatusCode.INTERNAL, f"{rpc} failed: {type(e).__name__}: {e}")
+
+    # --- upload -----------------------------------------------------------------------------------
+
+    async def _check_header(self, h: artifacts_pb2.UploadHeader) -> tuple[str, str]:
+        if not is_sha256(h.sha256):
+            raise InvalidArgument(f"sha256 {h.sha256!r} is not a lowercase hex sha256 digest")
+        if h.size > limits.MAX_ARTIFACT_BYTES:
+            raise InvalidArgument(
+                f"a file of {h.size} bytes is larger than MAX_ARTIFACT_BYTES ({limits.MAX_ARTIFACT_BYTES})"
+            )
+        if not h.run_id:
+            return "", ""
+        name = normalize_name(h.name)
+        existing = await self._store.get_artifact(h.run_id, name)
+        if existing is not None:
+            if h.upload_id and existing.upload_id == h.upload_id and existing.sha256 == h.sha256:
+                return name, "committed"
+            raise AlreadyExists(conflict_message(h.run_id, name))
+        await self._store.get_run(h.run_id)  # NotFound for an unknown run
+        return name, ""
+
+    async def Upload(
+        self, request_iterator: AsyncIterator[artifacts_pb2.UploadRequest], context: grpc.aio.ServicerContext
+    ) -> artifacts_pb2.ArtifactInfo:
+        key = None
+        partial = None
+        try:
+            first = await anext(aiter(request_iterator), None)
+            if first is None or first.WhichOneof("body") != "header":
+                raise InvalidArgument("an upload starts with an UploadHeader message")
+            h = first.header
+            name, state = await self._check_header(h)
+            if state == "committed":
+                return _info(await self._store.get_artifact(h.run_id, name))
+            key = partial_key(h.run_id, name, h.sha256) if h.run_id else f"blob\0{h.sha256}"
+            if key in self._busy:
+                raise FailedPrecondition(f"another upload of {name or h.sha256!r} is in progress; retry later")
+            self._busy.add(key)
+            if not h.run_id and await self._io(self._blobs.has, h.sha256):
+                return artifacts_pb2.ArtifactInfo(sha256=h.sha256, size=h.size)
+            kept = await self._io(self._blobs.partial_size, key)
+            if h.offset > kept:
+                raise FailedPrecondition(f"cannot resume at offset {h.offset}: the collector holds {kept} bytes")
+            partial = await self._io(self._blobs.open_partial, key, h.offset)
+            async for msg in request_iterator:
+                data = msg.data
+                if partial.offset + len(data) > h.size:
+                    raise InvalidArgument(f"received more than the announced {h.size} bytes")
+                await self._io(partial.write, data)
+            if partial.offset < h.size:
+                # The sender stopped early: keep what arrived for a resume.
+                raise FailedPrecondition(f"upload ended after {partial.offset} of {h.size} bytes; resume it")
+            try:
+                await self._io(partial.commit, h.size, h.sha256)
+            except ChecksumMismatch as e:
+                raise InvalidArgument(f"upload of {name or 'blob'} failed verification: {e}") from None
+            partial = None
+            if not h.run_id:
+                return artifacts_pb2.ArtifactInfo(sha256=h.sha256, size=h.size)
+            record = await self._store.add_artifact(
+                ArtifactRecord(h.run_id, name, h.sha256, h.size, h.upload_id, time.time())
+            )
+            log.debug("artifact committed", extra={"fields": {"run": h.run_id, "name": name, "size": h.size}})
+            return _info(record)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as e:
+            await self._refuse(context, "Upload", e)
+            raise
+        finally:
+            if partial is not None:
+                await self._io(partial.close)
+            if key is not None:
+                self._busy.discard(key)
+
+    async def UploadStatus(
+        self, request: artifacts_pb2.UploadStatusRequest, context: grpc.aio.ServicerContext
+    ) -> artifacts_pb2.UploadStatusResponse:
+        try:
+            name = normalize_name(request.name)
+            existing = await self._store.get_artifact(request.run_id, name)
+            if existing is not None:
+                same = bool(request.upload_id) and existing.upload_id == request.upload_id
+                return artifacts_pb2.UploadStatusResponse(committed=same, conflict=not same)
+            kept = await self._io(self._blobs.partial_size, partial_key(request.run_id, name, request.sha256))
+            return artifacts_pb2.UploadStatusResponse(offset=kept)
+        except Exception as e:
+            await self._refuse(context, "UploadStatus", e)
+            raise
+
+    # --- reads ------------------------------------------------------------------------------------
+
+    async def Download(
+        self, request: artifacts_pb2.DownloadRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[artifacts_pb2.DataChunk]:
+        try:
+            if request.run_id:
+                name = normalize_name(request.name)
+                record = await self._store.get_artifact(request.run_id, name)
+                if record is None:
+                    raise NotFound(f"run {request.run_id} has no artifact {name!r}")
+                info = _info(record)
+            else:
+                if not await self._io(self._blobs.has, request.sha256):
+                    raise NotFound(f"no blob {request.sha256!r}")
+                info = artifacts_pb2.ArtifactInfo(
+                    sha256=request.sha256, size=await self._io(self._blobs.size, request.sha256)
+                )
+            chunks = self._blobs.read(info.sha256, request.offset)
+        except Exception as e:
+            await self._refuse(context, "Download", e)
+            raise
+        first = True
+        while True:
+            data = await self._io(next, chunks, None)
+            if data is None:
+                break
+            yield artifacts_pb2.DataChunk(data=data, info=info) if first else artifacts_pb2.DataChunk(data=data)
+            first = False
+        if first:  # an empty file still tells its info
+            yield artifacts_pb2.DataChunk(info=info)
+
+    async def List(
+        self, request: artifacts_pb2.ListArtifactsRequest, context: grpc.aio.ServicerContext
+    ) -> artifacts_pb2.ListArtifactsResponse:
+        try:
+            found = await self._store.list_artifacts(request.run_id, request.prefix)
+            return artifacts_pb2.ListArtifactsResponse(artifacts=[_info(a) for a in found])
+        except Exception as e:
+            await self._refuse(context, "List", e)
+            raise
+
+    async def Check(
+        self, request: artifacts_pb2.CheckArtifactsRequest, context: grpc.aio.ServicerContext
+    ) -> artifacts_pb2.CheckArtifactsResponse:
+        try:
+            wanted = {normalize_name(n) for n in request.names}
+            found = await self._store.list_artifacts(request.run_id)
+            existing = [a.name for a in found if a.name in wanted]
+            return artifacts_pb2.CheckArtifactsResponse(existing=existing, run_bytes=sum(a.size for a in found))
+        except Exception as e:
+            await self._refuse(context, "Check", e)
+            raise
+
+    async def MissingBlobs(
+        self, request: artifacts_pb2.MissingBlobsRequest, context: grpc.aio.ServicerContext
+    ) -> artifacts_pb2.MissingBlobsResponse:
+        def missing() -> list[str]:
+            return [s for s in request.sha256 if not self._blobs.has(s)]
+
+        return artifacts_pb2.MissingBlobsResponse(sha256=await self._io(missing))
+
+    # --- snapshots --------------------------------------------------------------------------------
+
+    def _store_manifest(self, raw: bytes, sha: str) -> None:
+        if self._blobs.has(sha):
+            return
+        partial = self._blobs.open_partial(f"manifest\0{sha}", 0)
+        try:
+            partial.write(raw)
+            partial.commit(len(raw), sha)
+        finally:
+            partial.close()
+
+    async def PutSnapshot(
+        self, request: artifacts_pb2.PutSnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> artifacts_pb2.SnapshotInfo:
+        try:
+            raw = request.manifest
+            files = parse_manifest(raw)
+            missing = await self._io(lambda: [f["path"] for f in files if not self._blobs.has(f["sha256"])])
+            if missing:
+                raise FailedPrecondition(
+                    f"snapshot content not uploaded yet for {len(missing)} files, e.g. {missing[0]!r}"
+                )
+            sha = hashlib.sha256(raw).hexdigest()
+            await self._io(self._store_manifest, raw, sha)
+            record = await self._store.put_snapshot(
+                SnapshotRecord(sha, len(files), sum(int(f["size"]) for f in files), time.time())
+            )
+            return artifacts_pb2.SnapshotInfo(
+                snapshot_id=record.snapshot_id, files=record.files, size=record.size, created_time=record.created_time
+            )
+        except Exception as e:
+            await self._refuse(context, "PutSnapshot", e)
+            raise
+
+    async def GetSnapshot(
+        self, request: artifacts_pb2.GetSnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> artifacts_pb2.SnapshotInfo:
+        try:
+            if not is_sha256(request.snapshot_id):
+                raise NotFound(f"snapshot {request.snapshot_id!r} not found")
+            record = await self._store.get_snapshot(request.snapshot_id)
+            manifest = b"".join(await self._io(lambda: list(self._blobs.read(record.snapshot_id))))
+            return artifacts_pb2.SnapshotInfo(
+                snapshot_id=record.snapshot_id,
+                manifest=manifest,
+                files=record.files,
+                size=record.size,
+                created_time=record.created_time,
+            )
+        except Exception as e:
+            await self._refuse(context, "GetSnapshot", e)
+            raise
+
+
+ARTIFACTS_SERVICE_NAME = artifacts_pb2.DESCRIPTOR.services_by_name["Artifacts"].full_name
+
+
+def add_artifacts_servicer(service: ArtifactsService, server: grpc.aio.Server) -> None:
+    artifacts_pb2_grpc.add_ArtifactsServicer_to_server(service, server)

@@ -1,0 +1,191 @@
+"""Where the collector keeps artifact bytes: a content-addressed blob store.
+
+`ArtifactStore` is the interface (an object store can fill it later); `LocalArtifactStore` keeps
+each distinct content once under `<root>/<sha[:2]>/<sha[2:4]>/<sha>`. Uploads are written to a
+partial file keyed by the caller (run, name, sha256), which survives an interrupted stream so the
+upload can resume from its size; the bytes become a blob only by an atomic rename once their size
+and sha256 match, so a half-written file is never visible under a blob name.
+
+Methods are blocking: the service calls them on worker threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+
+from runwire.limits import FILE_CHUNK_BYTES
+
+log = logging.getLogger(__name__)
+
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+def is_sha256(value: str) -> bool:
+    return bool(_SHA.match(value))
+
+
+class ChecksumMismatch(Exception):
+    """The bytes received do not have the announced size or sha256."""
+
+
+class PartialWrite(ABC):
+    """An upload in progress; `offset` is how many bytes it holds."""
+
+    offset: int
+
+    @abstractmethod
+    def write(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop writing and keep what was written (for a resume)."""
+
+    @abstractmethod
+    def commit(self, size: int, sha256: str) -> bool:
+        """Verify size and digest and make the bytes the blob `sha256` (atomically). Returns False when
+        the blob already existed (the bytes are dropped). ChecksumMismatch discards the partial."""
+
+
+class ArtifactStore(ABC):
+    @abstractmethod
+    def partial_size(self, key: str) -> int:
+        """Bytes kept for the interrupted upload `key` (0 if none)."""
+
+    @abstractmethod
+    def open_partial(self, key: str, offset: int) -> PartialWrite:
+        """Continue the upload `key` at `offset` (<= partial_size; 0 restarts it)."""
+
+    @abstractmethod
+    def has(self, sha256: str) -> bool: ...
+
+    @abstractmethod
+    def size(self, sha256: str) -> int: ...
+
+    @abstractmethod
+    def read(self, sha256: str, offset: int = 0, chunk: int = FILE_CHUNK_BYTES) -> Iterator[bytes]:
+        """The blob's bytes from `offset`, in chunks of at most `chunk` bytes."""
+
+    @abstractmethod
+    def sweep_partials(self, older_than_s: float) -> int:
+        """Delete partial uploads untouched for `older_than_s`; returns how many."""
+
+
+class _LocalPartial(PartialWrite):
+    def __init__(self, store: LocalArtifactStore, path: Path, offset: int) -> None:
+        self._store = store
+        self._path = path
+        self._hash = hashlib.sha256()
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._file = os.fdopen(fd, "r+b", buffering=0)
+        # The digest covers every byte: re-read what an earlier attempt wrote before going on.
+        remaining = offset
+        while remaining:
+            data = self._file.read(min(FILE_CHUNK_BYTES, remaining))
+            if not data:
+                break
+            self._hash.update(data)
+            remaining -= len(data)
+        self.offset = offset - remaining
+        self._file.seek(self.offset)
+        self._file.truncate(self.offset)
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = self._file.write(view)
+            view = view[n:]
+        self._hash.update(data)
+        self.offset += len(data)
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+    def commit(self, size: int, sha256: str) -> bool:
+        if self.offset != size or self._hash.hexdigest() != sha256:
+            got = self._hash.hexdigest()
+            self.close()
+            self._path.unlink(missing_ok=True)
+            raise ChecksumMismatch(
+                f"received {self.offset} bytes with sha256 {got}, expected {size} bytes with sha256 {sha256}"
+            )
+        os.fsync(self._file.fileno())
+        self.close()
+        return self._store._adopt(self._path, sha256)
+
+
+class LocalArtifactStore(ArtifactStore):
+    """Blobs in sharded folders under `root`; partial uploads in `root/partial/`."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.partials = self.root / "partial"
+        self.partials.mkdir(parents=True, exist_ok=True)
+
+    def blob_path(self, sha256: str) -> Path:
+        if not is_sha256(sha256):
+            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def _partial_path(self, key: str) -> Path:
+        return self.partials / (hashlib.sha256(key.encode()).hexdigest() + ".part")
+
+    def partial_size(self, key: str) -> int:
+        try:
+            return self._partial_path(key).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def open_partial(self, key: str, offset: int) -> PartialWrite:
+        return _LocalPartial(self, self._partial_path(key), offset)
+
+    def _adopt(self, path: Path, sha256: str) -> bool:
+        target = self.blob_path(sha256)
+        if target.exists():
+            path.unlink(missing_ok=True)
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        try:
+            fd = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+        return True
+
+    def has(self, sha256: str) -> bool:
+        return is_sha256(sha256) and self.blob_path(sha256).is_file()
+
+    def size(self, sha256: str) -> int:
+        return self.blob_path(sha256).stat().st_size
+
+    def read(self, sha256: str, offset: int = 0, chunk: int = FILE_CHUNK_BYTES) -> Iterator[bytes]:
+        with open(self.blob_path(sha256), "rb", buffering=0) as f:
+            f.seek(offset)
+            while True:
+                data = f.read(chunk)
+                if not data:
+                    return
+                yield data
+
+    def sweep_partials(self, older_than_s: float) -> int:
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for path in self.partials.glob("*.part"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
