@@ -133,29 +133,34 @@ def _kv(items: Any) -> dict[str, str | None]:
     return {kv.key: (kv.value if kv.HasField("value") else None) for kv in items}
 
 
+def _points(m: live_pb2.MetricEvent) -> list[MetricEvent]:
+    mp = m.points
+    points = codec.decode_points(mp)
+    n = points.count
+    ts = (points.timestamps / 1e6).tolist()
+    steps = [None if s == codec.NO_STEP else s for s in points.steps.tolist()] if points.steps is not None else None
+    kind_name = codec.KIND_NAMES.get(mp.kind, "unknown")
+    if mp.kind == codec.TABLE:
+        cols = {name: col.to_python(n) for name, col in points.columns.items()}
+        values: list[Any] = [{name: vals[i] for name, vals in cols.items()} for i in range(n)]
+    else:
+        values = next(iter(points.columns.values())).to_python(n)
+    first = m.first_row
+    run_id, name, hist = mp.run_id, mp.name, m.history
+    if steps is None:
+        return [MetricEvent(run_id, name, values[i], None, ts[i], first + i, kind_name, hist) for i in range(n)]
+    return [MetricEvent(run_id, name, values[i], steps[i], ts[i], first + i, kind_name, hist) for i in range(n)]
+
+
 def expand(message: live_pb2.LiveEvent) -> list[Event]:
     """The SDK events of one `LiveEvent` (a metric message holds many points)."""
     k = message.kind
     t = message.time
     if k == live_pb2.EVENT_KIND_METRIC:
-        m = message.metric
-        mp = m.points
-        points = codec.decode_points(mp)
-        n = points.count
-        ts = (points.timestamps / 1e6).tolist()
-        steps = [None if s == codec.NO_STEP else s for s in points.steps.tolist()] if points.steps is not None else None
-        kind_name = codec.KIND_NAMES.get(mp.kind, "unknown")
-        if mp.kind == codec.TABLE:
-            cols = {name: col.to_python(n) for name, col in points.columns.items()}
-            values: list[Any] = [{name: vals[i] for name, vals in cols.items()} for i in range(n)]
-        else:
-            values = next(iter(points.columns.values())).to_python(n)
-        first = m.first_row
-        run_id, name, hist = mp.run_id, mp.name, m.history
-        return [
-            MetricEvent(run_id, name, values[i], steps[i] if steps else None, ts[i], first + i, kind_name, hist)
-            for i in range(n)
-        ]
+        out: list[Event] = []
+        for m in message.metrics:
+            out.extend(_points(m))
+        return out
     if k == live_pb2.EVENT_KIND_STATUS:
         s = message.status
         error = {"code": s.error.code, "message": s.error.message} if s.error.code or s.error.message else None

@@ -61,21 +61,28 @@ class BusEvent:
     body: object | None = None
     """The message of a non-metric event (StatusEvent, LogEvent, TagEvent, FileEvent)."""
     _message: live_pb2.LiveEvent | None = field(default=None, repr=False)
+    _metric: live_pb2.MetricEvent | None = field(default=None, repr=False)
 
     def message(self) -> live_pb2.LiveEvent:
         if self._message is None:
             self._message = self._build()
         return self._message
 
-    def _build(self) -> live_pb2.LiveEvent:
-        ev = live_pb2.LiveEvent(kind=self.kind, run_id=self.run_id, time=self.time)
-        if self.kind == METRIC:
+    def metric_message(self) -> live_pb2.MetricEvent:
+        """The points of a metric event, encoded once for every subscriber."""
+        if self._metric is None:
             assert self.points is not None
             mp = codec.encode_decoded(self.points.points)
             mp.run_id, mp.name, mp.kind = self.run_id, self.name, self.points.kind
             if self.points.description:
                 mp.description = self.points.description
-            ev.metric.CopyFrom(live_pb2.MetricEvent(points=mp, first_row=self.first_row))
+            self._metric = live_pb2.MetricEvent(points=mp, first_row=self.first_row)
+        return self._metric
+
+    def _build(self) -> live_pb2.LiveEvent:
+        ev = live_pb2.LiveEvent(kind=self.kind, run_id=self.run_id, time=self.time)
+        if self.kind == METRIC:
+            ev.metrics.append(self.metric_message())
         elif self.kind == STATUS:
             ev.status.CopyFrom(self.body)
         elif self.kind == LOG:
@@ -313,6 +320,17 @@ class Subscriber:
         item = self._queue.popleft()
         if isinstance(item, BusEvent):
             self._points -= item.count
+        return item
+
+    def next_metric(self) -> BusEvent | None:
+        """The next queued event if it is a metric event (to send several in one message)."""
+        if not self._queue:
+            return None
+        item = self._queue[0]
+        if not isinstance(item, BusEvent) or item.kind != METRIC:
+            return None
+        self._queue.popleft()
+        self._points -= item.count
         return item
 
     def get_nowait(self) -> BusEvent | LagMarker | None:

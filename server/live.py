@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
 from runwire import codec, limits
+from runwire.server import limits as server_limits
 from runwire.server.bus import (
     LAGGED,
     LIVE,
@@ -36,6 +38,9 @@ from runwire.server.store.base import Store
 from runwire.v1 import live_pb2, live_pb2_grpc, metrics_pb2
 
 log = logging.getLogger(__name__)
+
+LIVE_MESSAGE_MAX_SERIES = 4_096
+"""Metric series' pieces sent in one `LiveEvent` at most (see `LIVE_MESSAGE_MAX_POINTS`)."""
 
 
 class LiveService(live_pb2_grpc.LiveServicer):
@@ -79,9 +84,29 @@ class LiveService(live_pb2_grpc.LiveServicer):
                 if isinstance(item, LagMarker):
                     yield item.message()
                     continue
-                message = _seam(item, flt, seen)
-                if message is not None:
-                    yield message
+                if item.kind != METRIC:
+                    message = _seam(item, flt, seen)
+                    if message is not None:
+                        yield message
+                    continue
+                # consecutive metric events go out together, up to a budget of points
+                parts, points, ev = [], 0, item
+                while ev is not None:
+                    part = _seam(ev, flt, seen)
+                    if part is not None:
+                        parts.append(part)
+                        points += part.points.count
+                    if points >= server_limits.LIVE_MESSAGE_MAX_POINTS or len(parts) >= LIVE_MESSAGE_MAX_SERIES:
+                        break
+                    ev = sub.next_metric()
+                if parts:
+                    run_ids = {p.points.run_id for p in parts}
+                    yield live_pb2.LiveEvent(
+                        kind=METRIC,
+                        run_id=run_ids.pop() if len(run_ids) == 1 else "",
+                        time=item.time,
+                        metrics=parts,
+                    )
         finally:
             self._bus.unsubscribe(sub)
             log.info(
@@ -136,22 +161,23 @@ class LiveService(live_pb2_grpc.LiveServicer):
                         yield live_pb2.LiveEvent(
                             kind=METRIC,
                             run_id=snap.run_id,
-                            metric=live_pb2.MetricEvent(points=mp, first_row=ref.first_row, history=True),
+                            metrics=[live_pb2.MetricEvent(points=mp, first_row=ref.first_row, history=True)],
                         )
             except NotFound:
                 continue  # deleted meanwhile
 
 
-def _seam(ev: BusEvent, flt: EventFilter, seen: dict[tuple[str, str], int]) -> live_pb2.LiveEvent | None:
-    """The message for a queued event, or None when the filter (now resolved) or the history
-    already covers it; a metric event the history covers in part is cut to its new rows."""
+def _seam(ev: BusEvent, flt: EventFilter, seen: dict[tuple[str, str], int]) -> Any:
+    """The message for a queued event (a `MetricEvent` for metric events, else a `LiveEvent`), or
+    None when the filter (now resolved) or the history already covers it; a metric event the
+    history covers in part is cut to its new rows."""
     if not flt.matches(ev):
         return None
-    if ev.kind != METRIC or not seen:
+    if ev.kind != METRIC:
         return ev.message()
-    covered = seen.get((ev.run_id, ev.name))
+    covered = seen.get((ev.run_id, ev.name)) if seen else None
     if covered is None or ev.first_row >= covered:
-        return ev.message()
+        return ev.metric_message()
     end = ev.first_row + ev.count
     if end <= covered:
         return None
@@ -174,7 +200,7 @@ def _seam(ev: BusEvent, flt: EventFilter, seen: dict[tuple[str, str], int]) -> l
             codec.slice_points(cut, skip, cut.count),
         ),
     )
-    return part.message()
+    return part.metric_message()
 
 
 __all__ = ["LAGGED", "LIVE", "LiveService"]

@@ -129,11 +129,11 @@ class LaggedEvent(_message.Message):
     def __init__(self, events: _Optional[int] = ..., points: _Optional[int] = ..., run_ids: _Optional[_Iterable[str]] = ..., series: _Optional[_Iterable[_Union[LaggedSeries, _Mapping]]] = ..., kinds: _Optional[_Iterable[_Union[EventKind, str]]] = ...) -> None: ...
 
 class LiveEvent(_message.Message):
-    __slots__ = ("kind", "run_id", "time", "metric", "status", "log", "tag", "file", "lagged")
+    __slots__ = ("kind", "run_id", "time", "metrics", "status", "log", "tag", "file", "lagged")
     KIND_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
-    METRIC_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     LOG_FIELD_NUMBER: _ClassVar[int]
     TAG_FIELD_NUMBER: _ClassVar[int]
@@ -142,10 +142,10 @@ class LiveEvent(_message.Message):
     kind: EventKind
     run_id: str
     time: float
-    metric: MetricEvent
+    metrics: _containers.RepeatedCompositeFieldContainer[MetricEvent]
     status: StatusEvent
     log: LogEvent
     tag: TagEvent
     file: FileEvent
     lagged: LaggedEvent
-    def __init__(self, kind: _Optional[_Union[EventKind, str]] = ..., run_id: _Optional[str] = ..., time: _Optional[float] = ..., metric: _Optional[_Union[MetricEvent, _Mapping]] = ..., status: _Optional[_Union[StatusEvent, _Mapping]] = ..., log: _Optional[_Union[LogEvent, _Mapping]] = ..., tag: _Optional[_Union[TagEvent, _Mapping]] = ..., file: _Optional[_Union[FileEvent, _Mapping]] = ..., lagged: _Optional[_Union[LaggedEvent, _Mapping]] = ...) -> None: ...
+    def __init__(self, kind: _Optional[_Union[EventKind, str]] = ..., run_id: _Optional[str] = ..., time: _Optional[float] = ..., metrics: _Optional[_Iterable[_Union[MetricEvent, _Mapping]]] = ..., status: _Optional[_Union[StatusEvent, _Mapping]] = ..., log: _Optional[_Union[LogEvent, _Mapping]] = ..., tag: _Optional[_Union[TagEvent, _Mapping]] = ..., file: _Optional[_Union[FileEvent, _Mapping]] = ..., lagged: _Optional[_Union[LaggedEvent, _Mapping]] = ...) -> None: ...
