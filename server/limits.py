@@ -42,6 +42,11 @@ DECODE_THREADS = 2
 STOP_GRACE_S = 5.0
 """Seconds `runwire server` gives in-flight RPCs to finish when asked to stop."""
 
+PARTIAL_UPLOAD_TTL_S = 24 * 3600.0
+"""Seconds the collector keeps the partial file of an interrupted upload for a resume (swept at start)."""
+ARTIFACT_IO_THREADS = 4
+"""Threads reading, hashing and writing artifact bytes on the collector."""
+
 LIVE_QUEUE_MAX_EVENTS = 1_024
 """Events waiting to be sent to one live subscriber at most; beyond it (or beyond
 `LIVE_QUEUE_MAX_POINTS`) the subscriber misses events and gets a `lagged` event saying what."""
@@ -51,15 +56,3 @@ LIVE_QUEUE_MAX_POINTS = 1_000_000
 
 LIVE_MESSAGE_MAX_POINTS = 65_536
 """Metric points one live message carries at most: queued metric events are sent together up to it."""
-
-LIVE_QUEUE_MAX_EVENTS = 1_024
-"""Events waiting to be sent to one live subscriber at most; beyond it (or beyond
-`LIVE_QUEUE_MAX_POINTS`) the subscriber misses events and gets a `lagged` event saying what."""
-
-LIVE_QUEUE_MAX_POINTS = 1_000_000
-"""Metric points waiting to be sent to one live subscriber at most (see `LIVE_QUEUE_MAX_EVENTS`)."""
-
-PARTIAL_UPLOAD_TTL_S = 24 * 3600.0
-"""Seconds the collector keeps the partial file of an interrupted upload for a resume (swept at start)."""
-ARTIFACT_IO_THREADS = 4
-"""Threads reading, hashing and writing artifact bytes on the collector."""
