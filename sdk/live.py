@@ -221,6 +221,7 @@ def build_request(
 
 
 _END = object()
+_LIVE = object()
 
 
 class Subscription:
@@ -242,11 +243,16 @@ class Subscription:
         self._closed = threading.Event()
         self._live = threading.Event()
         self._error: BaseException | None = None
+        self._stop_at_live = False
+        self.caught_up = False
+        """True once every event sent before the subscription went live (its history) was read."""
         self._call = live_pb2_grpc.LiveStub(channel).Subscribe(request, metadata=metadata)
         self._thread = threading.Thread(target=self._read, name="runwire-subscription", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + ready_timeout
-        while not self._live.wait(0.05):
+        # Registered once LIVE arrives; a long history may fill the buffer first (the consumer
+        # then reads it, and `read_history()` tells where it ends).
+        while not self._live.wait(0.05) and not self._buffer.full():
             if self._error is not None or not self._thread.is_alive():
                 self.close()
                 raise self._error or UserErrorException("the subscription ended before it started")
@@ -264,7 +270,7 @@ class Subscription:
             for message in self._call:
                 if message.kind == live_pb2.EVENT_KIND_LIVE:
                     self._live.set()
-                    continue
+                    message = _LIVE
                 while not self._closed.is_set():
                     try:
                         self._buffer.put(message, timeout=0.1)
@@ -304,6 +310,11 @@ class Subscription:
                 message = self._buffer.get(timeout=remaining)
             except queue.Empty:
                 return None
+            if message is _LIVE:
+                self.caught_up = True
+                if self._stop_at_live:
+                    return None
+                continue
             if message is _END:
                 self._buffer.put_nowait(_END)
                 if self._error is not None and not self._closed.is_set():
@@ -313,6 +324,26 @@ class Subscription:
             if events:
                 self._pending, self._pos = events, 1
                 return events[0]
+
+    def read_history(self, timeout: float | None = None) -> list[Event]:
+        """The events sent before the subscription went live (with `from_start`: the history
+        of the matching runs; events committed meanwhile may be among them), then returns."""
+        out: list[Event] = []
+        self._stop_at_live = True
+        try:
+            while not self.caught_up:
+                ev = self.next_event(timeout)
+                if ev is None:
+                    if not self.caught_up:
+                        raise TimeoutError(f"the history did not arrive within {timeout} s")
+                    break
+                out.append(ev)
+            while self._pos < len(self._pending):
+                out.append(self._pending[self._pos])
+                self._pos += 1
+        finally:
+            self._stop_at_live = False
+        return out
 
     def __iter__(self) -> Iterator[Event]:
         return self

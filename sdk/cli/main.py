@@ -13,7 +13,7 @@ Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[a
 
 def _commands() -> list[Command]:
     from runwire.agent import main as agent_main
-    from runwire.cli import status, sync, up
+    from runwire.cli import status, sync, tail, up
     from runwire.server import main as server_main
 
     return [
@@ -24,6 +24,7 @@ def _commands() -> list[Command]:
          agent_main.add_arguments, agent_main.run),
         ("status", status.__doc__ or "", status.add_arguments, status.run),
         ("sync", sync.__doc__ or "", sync.add_arguments, sync.run),
+        ("tail", tail.__doc__ or "", tail.add_arguments, tail.run),
     ]  # fmt: skip
 
 
