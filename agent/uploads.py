@@ -75,6 +75,7 @@ class _Incoming:
         self.file = open(path, "wb", buffering=0) if path is not None else None  # noqa: SIM115 - closed in finish/abort
         self.hash = hashlib.sha256()
         self.size = 0
+        self.received = time.time()
 
     def write(self, data: bytes) -> None:
         if self.file is not None:
@@ -244,7 +245,7 @@ class Uploads:
                     "name": inc.name,
                     "size": inc.size,
                     "sha256": fe.sha256,
-                    "received": time.time(),
+                    "received": inc.received,
                 }
                 await asyncio.to_thread(self._write_meta, meta)
                 self._enqueue(meta)
@@ -363,6 +364,7 @@ class Uploads:
                     sha256=meta["sha256"],
                     upload_id=meta["upload_id"],
                     offset=offset,
+                    created_time=meta["received"],
                 )
                 yield artifacts_pb2.UploadRequest(header=header)
                 await asyncio.to_thread(f.seek, offset)

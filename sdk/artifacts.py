@@ -337,7 +337,7 @@ class RunFiles:
         self._flush_files_if_sent()
         folder = ""
         if prefix:
-            folder = normalize_name(prefix) + "/"
+            folder = normalize_name(prefix.rstrip("/")) + "/"
         found = self._list_artifacts(folder)
         if prefix and not found:
             raise UserErrorException(f"no artifacts of run {self._id} under prefix {prefix!r}")

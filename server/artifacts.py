@@ -37,6 +37,12 @@ def _info(a: ArtifactRecord) -> artifacts_pb2.ArtifactInfo:
     )
 
 
+def _created(stated: float) -> float:
+    """The creation time an uploader stated (when the file was handed over), if plausible, else now."""
+    now = time.time()
+    return stated if 0 < stated <= now + 60 else now
+
+
 def partial_key(run_id: str, name: str, sha256: str) -> str:
     return f"{run_id}\0{name}\0{sha256}"
 
@@ -139,7 +145,7 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
             if not h.run_id:
                 return artifacts_pb2.ArtifactInfo(sha256=h.sha256, size=h.size)
             record = await self._store.add_artifact(
-                ArtifactRecord(h.run_id, name, h.sha256, h.size, h.upload_id, time.time())
+                ArtifactRecord(h.run_id, name, h.sha256, h.size, h.upload_id, _created(h.created_time))
             )
             log.debug("artifact committed", extra={"fields": {"run": h.run_id, "name": name, "size": h.size}})
             return _info(record)

@@ -12,6 +12,7 @@ training process already talks gRPC to the collector for lifecycle calls and rea
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import io
@@ -392,4 +393,11 @@ def _after_fork_in_child() -> None:
         sender._lock = threading.Lock()
 
 
+def close_all() -> None:
+    for sender in list(_senders.values()):
+        if sender._pid == os.getpid():
+            sender._drop()
+
+
 os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(close_all)

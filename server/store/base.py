@@ -121,7 +121,8 @@ class Store(ABC):
 
     @abstractmethod
     async def list_artifacts(self, run_id: str, prefix: str = "") -> list[ArtifactRecord]:
-        """Artifacts of a run whose name starts with `prefix`, in commit order."""
+        """Artifacts of a run whose name starts with `prefix`, in the order they were handed over
+        (`created_time`, then commit order)."""
 
     @abstractmethod
     async def run_artifact_bytes(self, run_id: str) -> int: ...

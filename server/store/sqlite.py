@@ -923,7 +923,8 @@ class SqliteStore(Store):
         if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
             raise NotFound(f"run {run_id!r} not found")
         rows = conn.execute(
-            f"SELECT {self._ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = ? AND substr(name, 1, ?) = ? ORDER BY id",
+            f"SELECT {self._ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = ? AND substr(name, 1, ?) = ? "
+            "ORDER BY created_time, id",
             (run_id, len(prefix), prefix),
         ).fetchall()
         return [ArtifactRecord(*row) for row in rows]
