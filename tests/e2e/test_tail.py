@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 from runwire import Experiment
-
 from tests.procs import wait_for
 
 
