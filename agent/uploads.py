@@ -48,6 +48,8 @@ UPLOAD_WORKERS = 4
 """Files the agent uploads to the collector at once."""
 UPLOAD_RESULTS_KEPT = 100_000
 """Outcomes of finished uploads the agent remembers for `FileWait` (older ones count as committed)."""
+SYNC_FSYNC_MAX_FILES = 4
+"""Files up to which the agent forces received files to disk one by one; more at once take one `sync()`."""
 MAX_INCOMING_PER_CONNECTION = 64
 """Files one SDK connection may be sending to the agent at once; more is a protocol error."""
 
@@ -88,8 +90,7 @@ class _Incoming:
 
     def finish(self) -> None:
         if self.file is not None:
-            os.fsync(self.file.fileno())
-            self.file.close()
+            self.file.close()  # forced to disk by the syncer, together with other files
 
     def abort(self) -> None:
         if self.file is not None:
@@ -107,6 +108,8 @@ class Uploads:
         self._backoff_args = (backoff.low, backoff.high) if backoff is not None else None
         self._incoming: dict[str, _Incoming] = {}
         self._queue: asyncio.Queue[dict] = asyncio.Queue()
+        self._to_sync: list[tuple[Connection, dict]] = []
+        self._sync_needed = asyncio.Event()
         self._pending: dict[str, dict] = {}  # ready, not yet done
         self._results: OrderedDict[str, tuple[str, bool]] = OrderedDict()
         self._done_events: dict[str, asyncio.Event] = {}
@@ -133,11 +136,13 @@ class Uploads:
                     log.warning("dropping unreadable upload metadata", extra={"fields": {"path": str(path)}})
                     path.unlink(missing_ok=True)
         for meta in sorted(metas, key=lambda m: m.get("received", 0)):
+            meta["resumed"] = True  # an earlier attempt may have left a partial upload at the collector
             self._enqueue(meta)
         if metas:
             log.info("resuming uploads", extra={"fields": {"files": len(metas)}})
         self._channel = grpc.aio.insecure_channel(self.collector, options=channel_options())
         self._workers = [asyncio.create_task(self._worker(), name=f"uploader-{i}") for i in range(UPLOAD_WORKERS)]
+        self._workers.append(asyncio.create_task(self._syncer(), name="uploads-sync"))
 
     async def stop(self) -> None:
         for t in (*self._workers, *self._tasks):
@@ -214,7 +219,11 @@ class Uploads:
             name = ""
         # An SDK resends a file when the agent went away before acknowledging it; when this agent
         # already holds it (its FileEnd was processed before a restart) the bytes are only checked.
-        held = fb.upload_id in self._pending or fb.upload_id in self._results
+        held = (
+            fb.upload_id in self._pending
+            or fb.upload_id in self._results
+            or any(m["upload_id"] == fb.upload_id for _, m in self._to_sync)
+        )
         path = None if held else self.folder / f"{fb.upload_id}.data"
         inc = _Incoming(fb.upload_id, fb.run_id, name, path, conn.id)
         self._incoming[fb.upload_id] = inc
@@ -248,7 +257,10 @@ class Uploads:
                     "received": inc.received,
                 }
                 await asyncio.to_thread(self._write_meta, meta)
-                self._enqueue(meta)
+                # Acknowledged once the syncer has forced it to disk (many files per sync).
+                self._to_sync.append((conn, meta))
+                self._sync_needed.set()
+                return
         except OSError as e:
             inc.abort()
             error = f"the agent could not store the file: {e}"
@@ -259,15 +271,48 @@ class Uploads:
         tmp = final.with_suffix(".tmp")
         with open(tmp, "w") as f:
             json.dump(meta, f)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, final)
-        with contextlib.suppress(OSError):
-            fd = os.open(self.folder, os.O_RDONLY)
+
+    def _sync(self, metas: list[dict]) -> None:
+        """Force data and metadata files (and the folder) to stable storage: one `sync()` for a
+        batch, fsyncs for a few files."""
+        if len(metas) > SYNC_FSYNC_MAX_FILES:
+            os.sync()
+            return
+        for meta in metas:
+            for suffix in (".data", ".json"):
+                fd = os.open(self.folder / f"{meta['upload_id']}{suffix}", os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    async def _syncer(self) -> None:
+        while True:
+            await self._sync_needed.wait()
+            self._sync_needed.clear()
+            batch, self._to_sync = self._to_sync, []
+            if not batch:
+                continue
+            error = ""
             try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+                await asyncio.to_thread(self._sync, [meta for _, meta in batch])
+            except OSError as e:
+                error = f"the agent could not store the file: {e}"
+            for conn, meta in batch:
+                if error:
+                    for suffix in (".data", ".json"):
+                        (self.folder / f"{meta['upload_id']}{suffix}").unlink(missing_ok=True)
+                else:
+                    self._enqueue(meta)
+                ack = frames_pb2.FileAck(upload_id=meta["upload_id"], error=error)
+                if not conn.writer.is_closing():
+                    conn._send(pack(frames_pb2.AgentFrame(file_ack=ack)))
 
     def connection_closed(self, conn: Connection) -> None:
         """Drop the files a closed connection had not finished sending (it got no ack for them)."""
@@ -326,6 +371,7 @@ class Uploads:
                     if e.code() in _PERMANENT:
                         self._finish(meta, e.details() or e.code().name, e.code() == grpc.StatusCode.ALREADY_EXISTS)
                         break
+                    meta["resumed"] = True
                     delay = backoff.next()
                     log.info(
                         "upload interrupted; retrying",
@@ -340,18 +386,21 @@ class Uploads:
         assert self._channel is not None
         stub = artifacts_pb2_grpc.ArtifactsStub(self._channel)
         md = (("authorization", f"Bearer {self.token}"),) if self.token else None
-        status = await stub.UploadStatus(
-            artifacts_pb2.UploadStatusRequest(
-                run_id=meta["run_id"], name=meta["name"], sha256=meta["sha256"], upload_id=meta["upload_id"]
-            ),
-            metadata=md,
-            timeout=60,
-        )
-        if status.committed:
-            return
-        if status.conflict:
-            raise _conflict_error(meta)
-        offset = min(status.offset, meta["size"])
+        offset = 0
+        if meta.get("resumed"):
+            # A retry: ask how much of the earlier attempt the collector kept, and resume there.
+            status = await stub.UploadStatus(
+                artifacts_pb2.UploadStatusRequest(
+                    run_id=meta["run_id"], name=meta["name"], sha256=meta["sha256"], upload_id=meta["upload_id"]
+                ),
+                metadata=md,
+                timeout=60,
+            )
+            if status.committed:
+                return
+            if status.conflict:
+                raise _conflict_error(meta)
+            offset = min(status.offset, meta["size"])
         path = self.folder / f"{meta['upload_id']}.data"
         f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
         try:

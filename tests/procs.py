@@ -100,8 +100,15 @@ class Proc:
 class Cluster:
     """One collector and one agent, as real processes, in a temporary folder."""
 
-    def __init__(self, root: Path | None = None, batch_delay_ms: int = 20, agent_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path | None = None,
+        batch_delay_ms: int = 20,
+        agent_args: list[str] | None = None,
+        log_level: str = "debug",
+    ) -> None:
         self.agent_args = agent_args or []
+        self.log_level = log_level
         self.root = root or short_tmpdir()
         self.root.mkdir(parents=True, exist_ok=True)
         self.batch_delay_ms = batch_delay_ms
@@ -124,7 +131,7 @@ class Cluster:
         self.server = Proc(
             "collector",
             ["runwire.server", "--data-dir", str(self.root / "collector"), "--grpc-listen", listen,
-             "--http-listen", "127.0.0.1:0", "--log-level", "debug"],
+             "--http-listen", "127.0.0.1:0", "--log-level", self.log_level],
             self.root / "server.json",
             self.root / "server.log",
         ).start()  # fmt: skip
@@ -135,7 +142,7 @@ class Cluster:
         self.agent = Proc(
             "agent",
             ["runwire.agent", "--socket", self.socket, "--collector", self.collector, "--spool-dir",
-             str(self.root / "spool"), "--batch-delay-ms", str(self.batch_delay_ms), "--log-level", "debug",
+             str(self.root / "spool"), "--batch-delay-ms", str(self.batch_delay_ms), "--log-level", self.log_level,
              *self.agent_args],
             self.root / "agent.json",
             self.root / "agent.log",
