@@ -38,6 +38,7 @@ from runwire.exceptions import (
     AzureMLAggregatedException,
     AzureMLException,
     RunNotFoundError,
+    ServiceUnavailableError,
     SnapshotException,
     UserErrorException,
 )
@@ -194,7 +195,13 @@ class RunFiles:
                     metadata=client._metadata,
                 )
             except Exception as e:
-                raise _translate(client, e) from None
+                error = _translate(client, e)
+                if isinstance(error, ServiceUnavailableError):
+                    # The collector is away: the agent takes the file and uploads it later; a name
+                    # conflict then shows up as a warning at flush().
+                    log.info("cannot check artifact names with the collector (%s); uploading anyway", error)
+                    return
+                raise error from None
             if reply.existing:
                 raise _conflict(self._id, reply.existing[0])
         if reply is not None and reply.run_bytes + new_bytes > MAX_RUN_ARTIFACT_BYTES:
