@@ -23,12 +23,12 @@ from runwire.server.bus import InProcessBus, LiveBus
 from runwire.server.committer import GroupCommitter
 from runwire.server.http import build_app
 from runwire.server.ingest import IngestService
-from runwire.server.live import LiveService
+from runwire.server.live import LiveService, add_live_service
 from runwire.server.query import RunsService
 from runwire.server.store.base import Store
 from runwire.server.store.sqlite import SqliteStore
 from runwire.server.telemetry import Telemetry
-from runwire.v1 import ingest_pb2, ingest_pb2_grpc, live_pb2, live_pb2_grpc, runs_pb2, runs_pb2_grpc
+from runwire.v1 import ingest_pb2, ingest_pb2_grpc, live_pb2, runs_pb2, runs_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class Collector:
             IngestService(self._committer, self.telemetry, self._decode_pool), server
         )
         runs_pb2_grpc.add_RunsServicer_to_server(RunsService(self.store, self.status, live=self.live), server)
-        live_pb2_grpc.add_LiveServicer_to_server(LiveService(self.store, self.live), server)
+        add_live_service(LiveService(self.store, self.live), server)
         if self.blobs is None:
             self.blobs = LocalArtifactStore(self.data_dir / ARTIFACTS_DIR)
         self.blobs.sweep_partials(server_limits.PARTIAL_UPLOAD_TTL_S)

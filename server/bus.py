@@ -62,6 +62,7 @@ class BusEvent:
     """The message of a non-metric event (StatusEvent, LogEvent, TagEvent, FileEvent)."""
     _message: live_pb2.LiveEvent | None = field(default=None, repr=False)
     _metric: live_pb2.MetricEvent | None = field(default=None, repr=False)
+    _entry: bytes | None = field(default=None, repr=False)
 
     def message(self) -> live_pb2.LiveEvent:
         if self._message is None:
@@ -78,6 +79,14 @@ class BusEvent:
                 mp.description = self.points.description
             self._metric = live_pb2.MetricEvent(points=mp, first_row=self.first_row)
         return self._metric
+
+    def metric_entry(self) -> bytes:
+        """The points as one serialized `LiveEvent.metrics` entry (field tag, length, bytes), made
+        once: a subscriber's message is its header's bytes followed by such entries, so fan-out
+        to many subscribers serializes nothing per subscriber."""
+        if self._entry is None:
+            self._entry = live_pb2.LiveEvent(metrics=[self.metric_message()]).SerializeToString()
+        return self._entry
 
     def _build(self) -> live_pb2.LiveEvent:
         ev = live_pb2.LiveEvent(kind=self.kind, run_id=self.run_id, time=self.time)

@@ -89,24 +89,25 @@ class LiveService(live_pb2_grpc.LiveServicer):
                     if message is not None:
                         yield message
                     continue
-                # consecutive metric events go out together, up to a budget of points
-                parts, points, ev = [], 0, item
+                # consecutive metric events go out together, up to a budget of points, as the
+                # header's bytes followed by each event's pre-serialized entry
+                parts: list[bytes] = []
+                run_ids: set[str] = set()
+                points, ev = 0, item
                 while ev is not None:
                     part = _seam(ev, flt, seen)
                     if part is not None:
                         parts.append(part)
-                        points += part.points.count
+                        run_ids.add(ev.run_id)
+                        points += ev.count
                     if points >= server_limits.LIVE_MESSAGE_MAX_POINTS or len(parts) >= LIVE_MESSAGE_MAX_SERIES:
                         break
                     ev = sub.next_metric()
                 if parts:
-                    run_ids = {p.points.run_id for p in parts}
-                    yield live_pb2.LiveEvent(
-                        kind=METRIC,
-                        run_id=run_ids.pop() if len(run_ids) == 1 else "",
-                        time=item.time,
-                        metrics=parts,
+                    header = live_pb2.LiveEvent(
+                        kind=METRIC, run_id=run_ids.pop() if len(run_ids) == 1 else "", time=item.time
                     )
+                    yield header.SerializeToString() + b"".join(parts)
         finally:
             self._bus.unsubscribe(sub)
             log.info(
@@ -121,9 +122,7 @@ class LiveService(live_pb2_grpc.LiveServicer):
             if request.include_children:
                 runs += await self._store.list_runs(RunQuery(parent_run_id=request.run_id, recursive=True))
         elif request.experiment_name:
-            found = await self._store.list_experiments(request.experiment_name)
-            if not found:
-                raise NotFound(f"experiment {request.experiment_name!r} not found")
+            # an experiment that does not exist yet has no runs; those created later join
             runs = await self._store.list_runs(RunQuery(experiment_name=request.experiment_name, include_children=True))
         else:
             return []
@@ -168,7 +167,7 @@ class LiveService(live_pb2_grpc.LiveServicer):
 
 
 def _seam(ev: BusEvent, flt: EventFilter, seen: dict[tuple[str, str], int]) -> Any:
-    """The message for a queued event (a `MetricEvent` for metric events, else a `LiveEvent`), or
+    """The message for a queued event (for a metric event: its serialized entry), or
     None when the filter (now resolved) or the history already covers it; a metric event the
     history covers in part is cut to its new rows."""
     if not flt.matches(ev):
@@ -177,7 +176,7 @@ def _seam(ev: BusEvent, flt: EventFilter, seen: dict[tuple[str, str], int]) -> A
         return ev.message()
     covered = seen.get((ev.run_id, ev.name)) if seen else None
     if covered is None or ev.first_row >= covered:
-        return ev.metric_message()
+        return ev.metric_entry()
     end = ev.first_row + ev.count
     if end <= covered:
         return None
@@ -200,7 +199,23 @@ def _seam(ev: BusEvent, flt: EventFilter, seen: dict[tuple[str, str], int]) -> A
             codec.slice_points(cut, skip, cut.count),
         ),
     )
-    return part.metric_message()
+    return part.metric_entry()
 
 
-__all__ = ["LAGGED", "LIVE", "LiveService"]
+def _serialize(message: live_pb2.LiveEvent | bytes) -> bytes:
+    return message if isinstance(message, bytes) else message.SerializeToString()
+
+
+def add_live_service(service: LiveService, server: grpc.aio.Server) -> None:
+    """Register `service` like `live_pb2_grpc.add_LiveServicer_to_server`, except that responses
+    may also be bytes already serialized (shared by every subscriber)."""
+    handler = grpc.unary_stream_rpc_method_handler(
+        service.Subscribe,
+        request_deserializer=live_pb2.SubscribeRequest.FromString,
+        response_serializer=_serialize,
+    )
+    name = live_pb2.DESCRIPTOR.services_by_name["Live"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, {"Subscribe": handler}),))
+
+
+__all__ = ["LAGGED", "LIVE", "LiveService", "add_live_service"]
