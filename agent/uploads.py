@@ -44,10 +44,12 @@ log = logging.getLogger("runwire.agent.uploads")
 
 UPLOADS_DIR = "uploads"
 """The uploads area inside the agent's spool folder (apart from the metric spool segments)."""
-UPLOAD_WORKERS = 4
+UPLOAD_WORKERS = 8
 """Files the agent uploads to the collector at once."""
 UPLOAD_RESULTS_KEPT = 100_000
 """Outcomes of finished uploads the agent remembers for `FileWait` (older ones count as committed)."""
+INLINE_WRITE_MAX_BYTES = 64 * 1024
+"""File chunks up to this size are written on the event loop; bigger ones (and hashing) in a thread."""
 SYNC_FSYNC_MAX_FILES = 4
 """Files up to which the agent forces received files to disk one by one; more at once take one `sync()`."""
 MAX_INCOMING_PER_CONNECTION = 64
@@ -187,7 +189,10 @@ class Uploads:
                 raise UploadProtocolError(
                     f"upload {fc.upload_id} ({inc.name!r}) is larger than MAX_ARTIFACT_BYTES ({MAX_ARTIFACT_BYTES})"
                 )
-            await asyncio.to_thread(inc.write, fc.data)
+            if len(fc.data) <= INLINE_WRITE_MAX_BYTES:
+                inc.write(fc.data)  # a page-cache write of a few KiB: cheaper than a thread hop
+            else:
+                await asyncio.to_thread(inc.write, fc.data)
             self.bytes_received += len(fc.data)
         elif kind == "file_end":
             await self._end(conn, frame.file_end)
@@ -247,7 +252,7 @@ class Uploads:
                 )
                 inc.abort()
             else:
-                await asyncio.to_thread(inc.finish)
+                inc.finish()
                 meta = {
                     "upload_id": inc.upload_id,
                     "run_id": inc.run_id,
@@ -256,7 +261,7 @@ class Uploads:
                     "sha256": fe.sha256,
                     "received": inc.received,
                 }
-                await asyncio.to_thread(self._write_meta, meta)
+                self._write_meta(meta)  # a small file, not forced to disk here (see _syncer)
                 # Acknowledged once the syncer has forced it to disk (many files per sync).
                 self._to_sync.append((conn, meta))
                 self._sync_needed.set()

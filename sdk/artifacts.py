@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,10 @@ SEND_BATCH_FILES = 256
 """Files the SDK sends to the agent in one pipelined batch (then waits for their acks)."""
 AGENT_RETRY_S = 10.0
 """How long an upload interrupted by a lost agent waits for an agent before going straight to the collector."""
+AGENT_LOST_GRACE_S = 10.0
+"""How long `flush()` waits for a lost agent to come back before leaving its files to it (with a warning)."""
+DOWNLOAD_THREADS = 8
+"""Files `download_files` fetches at once."""
 SNAPSHOT_PROPERTY = "ContentSnapshotId"
 
 # Names uploaded from this process, per run id: a second upload to a name fails at once.
@@ -266,6 +271,7 @@ class RunFiles:
         """Wait until the files this process sent for this run are committed at the collector."""
         sender = get_sender(self._transport.endpoint.agent_socket)
         deadline = time.monotonic() + timeout
+        unreachable_since = None
         while True:
             try:
                 refused = sender.wait(max(0.1, deadline - time.monotonic()), run_id=self._id)
@@ -275,7 +281,9 @@ class RunFiles:
                 warnings.warn(msg, RuntimeWarning, stacklevel=3)
                 return
             except ConnectionError as e:
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                unreachable_since = unreachable_since or now
+                if now > deadline or now - unreachable_since > AGENT_LOST_GRACE_S:
                     warnings.warn(f"runwire: {e}; the agent uploads the files when it is back", RuntimeWarning, 3)
                     return
                 time.sleep(0.2)  # the agent is restarting; its uploads folder keeps the files
@@ -353,13 +361,14 @@ class RunFiles:
                 f"output_paths has {len(output_paths)} entries for {len(found)} files under {prefix!r}"
             )
         root = Path(output_directory) if output_directory is not None else Path.cwd()
-        out = []
+        jobs = []
         for i, a in enumerate(found):
             rel = a.name[len(folder) :] if (folder and not append_prefix) else a.name
-            target = Path(output_paths[i]) if output_paths is not None else root / rel
-            download_to(self._transport.collector, self._id, a.name, target)
-            out.append(str(target))
-        return out
+            jobs.append((a.name, Path(output_paths[i]) if output_paths is not None else root / rel))
+        client = self._transport.collector
+        with ThreadPoolExecutor(max(1, min(DOWNLOAD_THREADS, len(jobs)))) as pool:
+            list(pool.map(lambda job: download_to(client, self._id, job[0], job[1]), jobs))
+        return [str(target) for _, target in jobs]
 
     # --- images and JSON metrics ------------------------------------------------------------------
 

@@ -63,12 +63,46 @@ def parse_manifest(raw: bytes) -> list[dict]:
     return out
 
 
+class _DurabilityBatcher:
+    """Makes committed blobs durable in batches: the uploads that finish while one batch is being
+    synced share the next sync (group commit for files)."""
+
+    def __init__(self, sync) -> None:
+        self._sync = sync
+        self._waiting: list[tuple[str, asyncio.Future]] = []
+        self._task: asyncio.Task | None = None
+
+    async def wait(self, sha256: str) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        self._waiting.append((sha256, fut))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+        await fut
+
+    async def _run(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                await self._sync(sorted({sha for sha, _ in batch}))
+                error = None
+            except Exception as e:
+                error = e
+            for _, fut in batch:
+                if fut.done():
+                    continue
+                if error is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(error)
+
+
 class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
     def __init__(self, store: Store, blobs: ArtifactStore) -> None:
         self._store = store
         self._blobs = blobs
         self._pool = ThreadPoolExecutor(server_limits.ARTIFACT_IO_THREADS, thread_name_prefix="runwire-artifacts")
         self._busy: set[str] = set()  # partial keys with an upload stream in progress
+        self._durable = _DurabilityBatcher(lambda shas: self._io(self._blobs.make_durable, shas))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -142,6 +176,7 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
             except ChecksumMismatch as e:
                 raise InvalidArgument(f"upload of {name or 'blob'} failed verification: {e}") from None
             partial = None
+            await self._durable.wait(h.sha256)  # on stable storage before the metadata row points at it
             if not h.run_id:
                 return artifacts_pb2.ArtifactInfo(sha256=h.sha256, size=h.size)
             record = await self._store.add_artifact(
@@ -248,6 +283,7 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
             partial.commit(len(raw), sha)
         finally:
             partial.close()
+        self._blobs.make_durable([sha])
 
     async def PutSnapshot(
         self, request: artifacts_pb2.PutSnapshotRequest, context: grpc.aio.ServicerContext

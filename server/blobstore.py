@@ -24,6 +24,9 @@ from runwire.limits import FILE_CHUNK_BYTES
 
 log = logging.getLogger(__name__)
 
+FSYNC_MAX_FILES = 4
+"""Blobs up to which `make_durable` fsyncs each file (and its folder); more take one `sync()`."""
+
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -50,7 +53,8 @@ class PartialWrite(ABC):
     @abstractmethod
     def commit(self, size: int, sha256: str) -> bool:
         """Verify size and digest and make the bytes the blob `sha256` (atomically). Returns False when
-        the blob already existed (the bytes are dropped). ChecksumMismatch discards the partial."""
+        the blob already existed (the bytes are dropped). ChecksumMismatch discards the partial.
+        The blob is visible at once; `ArtifactStore.make_durable` forces it to stable storage."""
 
 
 class ArtifactStore(ABC):
@@ -61,6 +65,10 @@ class ArtifactStore(ABC):
     @abstractmethod
     def open_partial(self, key: str, offset: int) -> PartialWrite:
         """Continue the upload `key` at `offset` (<= partial_size; 0 restarts it)."""
+
+    @abstractmethod
+    def make_durable(self, sha256s: list[str]) -> None:
+        """Force committed blobs (data and name) to stable storage; called with many at once."""
 
     @abstractmethod
     def has(self, sha256: str) -> bool: ...
@@ -116,7 +124,6 @@ class _LocalPartial(PartialWrite):
             raise ChecksumMismatch(
                 f"received {self.offset} bytes with sha256 {got}, expected {size} bytes with sha256 {sha256}"
             )
-        os.fsync(self._file.fileno())
         self.close()
         return self._store._adopt(self._path, sha256)
 
@@ -153,15 +160,25 @@ class LocalArtifactStore(ArtifactStore):
             return False
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)
-        try:
-            fd = os.open(target.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
         return True
+
+    def make_durable(self, sha256s: list[str]) -> None:
+        if len(sha256s) > FSYNC_MAX_FILES:
+            os.sync()  # one call for a batch: much cheaper than an fsync per small file
+            return
+        folders = set()
+        for sha in sha256s:
+            path = self.blob_path(sha)
+            for target in (path, path.parent):
+                if target in folders:
+                    continue
+                fd = os.open(target, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                if target == path.parent:
+                    folders.add(target)
 
     def has(self, sha256: str) -> bool:
         return is_sha256(sha256) and self.blob_path(sha256).is_file()

@@ -10,9 +10,12 @@ import textwrap
 import threading
 from pathlib import Path
 
+import grpc
 import pytest
 
-from runwire import Experiment, Run
+from runwire import Experiment
+from runwire.v1.artifacts_pb2 import ListArtifactsRequest
+from runwire.v1.artifacts_pb2_grpc import ArtifactsStub
 from tests.procs import run_script, wait_for
 
 MIB = 1024 * 1024
@@ -133,7 +136,8 @@ def test_agent_killed_while_uploading_to_the_collector(experiment, cluster, work
 
     wait_for(sending_or_done, 120, "the agent to be uploading the file")
     cluster.agent.kill9()
-    assert Run(experiment, run.id).get_file_names() in ([], ["big.bin"])  # never a half file
+    listed = ArtifactsStub(grpc.insecure_channel(cluster.collector)).List(ListArtifactsRequest(run_id=run.id))
+    assert [(a.name, a.size) for a in listed.artifacts] in ([], [("big.bin", 256 * MIB)])  # never a half file
     cluster.start_agent()
     run.flush()
     assert run.get_file_names() == ["big.bin"]
