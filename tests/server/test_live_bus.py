@@ -1,0 +1,108 @@
+"""The in-process live bus: filters, run scope, bounded queues and lag markers (no network)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from runwire import codec
+from runwire.server.bus import (
+    LAGGED,
+    METRIC,
+    STATUS,
+    BusEvent,
+    EventFilter,
+    InProcessBus,
+    LagMarker,
+    Subscriber,
+    metric_events,
+    status_event,
+)
+from runwire.server.records import CommittedPoints, RunRecord
+
+
+def points(run_id: str, name: str, first_row: int, n: int) -> BusEvent:
+    p = codec.DecodedPoints(
+        n,
+        np.arange(n, dtype=np.int64) + 1_700_000_000_000_000,
+        None,
+        {"": codec.DecodedColumn("", codec.FLOAT, np.arange(first_row, first_row + n, dtype=np.float64))},
+    )
+    return metric_events([CommittedPoints(run_id, name, codec.SCALAR, "", first_row, p)])[0]
+
+
+def created(run_id: str, experiment: str = "e", parent: str | None = None) -> BusEvent:
+    record = RunRecord(run_id, "x", experiment, parent, 1, "", "", "", "Running", "", "", 0.0)
+    return status_event(record, created=True)
+
+
+def drain(sub: Subscriber) -> list:
+    out = []
+    while (item := sub.get_nowait()) is not None:
+        out.append(item)
+    return out
+
+
+def test_metric_globs_and_kinds():
+    f = EventFilter(metrics=["loss", "val_*"], kinds=[METRIC])
+    assert f.matches(points("r", "loss", 0, 1))
+    assert f.matches(points("r", "val_acc", 0, 1))
+    assert not f.matches(points("r", "lossy", 0, 1))
+    assert not f.matches(created("r"))
+
+
+def test_scope_grows_with_created_runs():
+    fam = EventFilter(run_id="p", include_children=True)
+    assert fam.needs_resolution
+    fam.observe(created("c1", parent="p"))  # while resolving: remembered
+    fam.resolve(["p"])
+    assert fam.runs == {"p", "c1"}
+    for ev in (created("g1", parent="c1"), created("other", parent="q")):
+        fam.observe(ev)
+    assert fam.matches(points("g1", "m", 0, 1)) and not fam.matches(points("other", "m", 0, 1))
+    exp = EventFilter(experiment_name="e")
+    exp.resolve([])
+    exp.observe(created("r2", experiment="e"))
+    exp.observe(created("r3", experiment="f"))
+    assert exp.runs == {"r2"}
+    assert EventFilter(run_id="p").runs == {"p"}  # without children nothing to resolve
+
+
+def test_full_queue_becomes_one_lag_marker_at_the_gap():
+    sub = Subscriber(EventFilter(), max_events=3, max_points=1_000)
+    for i in range(8):
+        sub.offer(points("r", "m", i * 10, 10))
+    items = drain(sub)
+    assert [type(x) for x in items] == [BusEvent, BusEvent, BusEvent, LagMarker]
+    marker = items[-1]
+    assert (marker.events, marker.points) == (5, 50)
+    assert marker.series == {("r", "m"): [30, 50]}
+    # room again: delivery resumes after the marker
+    sub.offer(points("r", "m", 80, 10))
+    (ev,) = drain(sub)
+    assert ev.first_row == 80
+    message = marker.message()
+    assert message.kind == LAGGED and message.lagged.series[0].first_row == 30 and message.lagged.series[0].rows == 50
+
+
+def test_points_bound_and_one_big_event_passes_alone():
+    sub = Subscriber(EventFilter(), max_events=100, max_points=100)
+    sub.offer(points("r", "m", 0, 500))  # alone: accepted
+    sub.offer(points("r", "m", 500, 1))
+    items = drain(sub)
+    assert isinstance(items[0], BusEvent) and isinstance(items[1], LagMarker)
+
+
+def test_bus_publishes_to_matching_subscribers_and_shares_encoding():
+    bus = InProcessBus()
+    a = bus.subscribe(EventFilter(run_id="r"))
+    b = bus.subscribe(EventFilter(run_id="s"))
+    c = bus.subscribe(EventFilter(run_id="r", metrics=["m"]))
+    ev = points("r", "m", 0, 3)
+    bus.publish([ev, created("s")])
+    (got_a,) = drain(a)
+    (got_c,) = drain(c)
+    assert got_a is ev and got_c is ev
+    assert [x.kind for x in drain(b)] == [STATUS]
+    assert ev.metric_entry() is ev.metric_entry()  # serialized once
+    bus.unsubscribe(a)
+    assert bus.subscriber_count == 2
