@@ -44,7 +44,7 @@ log = logging.getLogger("runwire.agent.uploads")
 
 UPLOADS_DIR = "uploads"
 """The uploads area inside the agent's spool folder (apart from the metric spool segments)."""
-UPLOAD_WORKERS = 8
+UPLOAD_WORKERS = 16
 """Files the agent uploads to the collector at once."""
 UPLOAD_RESULTS_KEPT = 100_000
 """Outcomes of finished uploads the agent remembers for `FileWait` (older ones count as committed)."""
@@ -407,19 +407,27 @@ class Uploads:
                 raise _conflict_error(meta)
             offset = min(status.offset, meta["size"])
         path = self.folder / f"{meta['upload_id']}.data"
+        header = artifacts_pb2.UploadHeader(
+            run_id=meta["run_id"],
+            name=meta["name"],
+            size=meta["size"],
+            sha256=meta["sha256"],
+            upload_id=meta["upload_id"],
+            offset=offset,
+            created_time=meta["received"],
+        )
+        if meta["size"] - offset <= INLINE_WRITE_MAX_BYTES:
+            # A small file: read it here and send it as one message (no thread hops).
+            with open(path, "rb") as small:
+                small.seek(offset)
+                data = small.read()
+            requests = [artifacts_pb2.UploadRequest(header=header), artifacts_pb2.UploadRequest(data=data)]
+            await stub.Upload(iter(requests), metadata=md)
+            return
         f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
         try:
 
             async def requests():
-                header = artifacts_pb2.UploadHeader(
-                    run_id=meta["run_id"],
-                    name=meta["name"],
-                    size=meta["size"],
-                    sha256=meta["sha256"],
-                    upload_id=meta["upload_id"],
-                    offset=offset,
-                    created_time=meta["received"],
-                )
                 yield artifacts_pb2.UploadRequest(header=header)
                 await asyncio.to_thread(f.seek, offset)
                 while True:

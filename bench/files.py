@@ -64,7 +64,7 @@ def main() -> None:
     args = ap.parse_args()
 
     root = short_tmpdir("rwbench")
-    cluster = Cluster(root).start()
+    cluster = Cluster(root, log_level="info").start()
     try:
         os.environ.update(cluster.env())
         from runwire import Experiment, Workspace

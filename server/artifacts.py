@@ -30,6 +30,9 @@ from runwire.v1 import artifacts_pb2, artifacts_pb2_grpc
 
 log = logging.getLogger(__name__)
 
+SMALL_UPLOAD_BYTES = 64 * 1024
+"""Uploads up to this size are gathered in memory and written, verified and committed in one go."""
+
 
 def _info(a: ArtifactRecord) -> artifacts_pb2.ArtifactInfo:
     return artifacts_pb2.ArtifactInfo(
@@ -122,6 +125,16 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
 
     # --- upload -----------------------------------------------------------------------------------
 
+    def _commit_small(self, key: str, data: bytes, h: artifacts_pb2.UploadHeader, name: str) -> None:
+        partial = self._blobs.open_partial(key, 0)
+        try:
+            partial.write(data)
+            partial.commit(h.size, h.sha256)
+        except ChecksumMismatch as e:
+            raise InvalidArgument(f"upload of {name or 'blob'} failed verification: {e}") from None
+        finally:
+            partial.close()
+
     async def _check_header(self, h: artifacts_pb2.UploadHeader) -> tuple[str, str]:
         if not is_sha256(h.sha256):
             raise InvalidArgument(f"sha256 {h.sha256!r} is not a lowercase hex sha256 digest")
@@ -137,7 +150,7 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
             if h.upload_id and existing.upload_id == h.upload_id and existing.sha256 == h.sha256:
                 return name, "committed"
             raise AlreadyExists(conflict_message(h.run_id, name))
-        await self._store.get_run(h.run_id)  # NotFound for an unknown run
+        # An unknown run is refused (NotFound) when the metadata row is written.
         return name, ""
 
     async def Upload(
@@ -159,23 +172,34 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
             self._busy.add(key)
             if not h.run_id and await self._io(self._blobs.has, h.sha256):
                 return artifacts_pb2.ArtifactInfo(sha256=h.sha256, size=h.size)
-            kept = await self._io(self._blobs.partial_size, key)
-            if h.offset > kept:
-                raise FailedPrecondition(f"cannot resume at offset {h.offset}: the collector holds {kept} bytes")
-            partial = await self._io(self._blobs.open_partial, key, h.offset)
-            async for msg in request_iterator:
-                data = msg.data
-                if partial.offset + len(data) > h.size:
-                    raise InvalidArgument(f"received more than the announced {h.size} bytes")
-                await self._io(partial.write, data)
-            if partial.offset < h.size:
-                # The sender stopped early: keep what arrived for a resume.
-                raise FailedPrecondition(f"upload ended after {partial.offset} of {h.size} bytes; resume it")
-            try:
-                await self._io(partial.commit, h.size, h.sha256)
-            except ChecksumMismatch as e:
-                raise InvalidArgument(f"upload of {name or 'blob'} failed verification: {e}") from None
-            partial = None
+            if h.offset == 0 and h.size <= SMALL_UPLOAD_BYTES:
+                # A small file: gather it, then write, verify and commit it in one worker call.
+                received = bytearray()
+                async for msg in request_iterator:
+                    received += msg.data
+                    if len(received) > h.size:
+                        raise InvalidArgument(f"received more than the announced {h.size} bytes")
+                if len(received) < h.size:
+                    raise FailedPrecondition(f"upload ended after {len(received)} of {h.size} bytes; send it again")
+                await self._io(self._commit_small, key, bytes(received), h, name)
+            else:
+                kept = await self._io(self._blobs.partial_size, key)
+                if h.offset > kept:
+                    raise FailedPrecondition(f"cannot resume at offset {h.offset}: the collector holds {kept} bytes")
+                partial = await self._io(self._blobs.open_partial, key, h.offset)
+                async for msg in request_iterator:
+                    data = msg.data
+                    if partial.offset + len(data) > h.size:
+                        raise InvalidArgument(f"received more than the announced {h.size} bytes")
+                    await self._io(partial.write, data)
+                if partial.offset < h.size:
+                    # The sender stopped early: keep what arrived for a resume.
+                    raise FailedPrecondition(f"upload ended after {partial.offset} of {h.size} bytes; resume it")
+                try:
+                    await self._io(partial.commit, h.size, h.sha256)
+                except ChecksumMismatch as e:
+                    raise InvalidArgument(f"upload of {name or 'blob'} failed verification: {e}") from None
+                partial = None
             await self._durable.wait(h.sha256)  # on stable storage before the metadata row points at it
             if not h.run_id:
                 return artifacts_pb2.ArtifactInfo(sha256=h.sha256, size=h.size)

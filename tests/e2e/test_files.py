@@ -183,6 +183,10 @@ def test_collector_refuses_bad_names_and_bad_bytes(experiment, cluster, work):
     assert blobs == []
     upload("good", b"abc")
     assert run.get_file_names() == ["good"]
+    header = artifacts_pb2.UploadHeader(run_id="no-such-run", name="x", size=1, sha256=hashlib.sha256(b"x").hexdigest())
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Upload(iter([artifacts_pb2.UploadRequest(header=header), artifacts_pb2.UploadRequest(data=b"x")]))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
     run.complete()
 
 
