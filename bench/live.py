@@ -19,7 +19,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -64,47 +63,56 @@ def role_traffic(seconds: float) -> None:
 
 
 def role_drain(count: int, run_id: str, experiment: str, metrics: str) -> None:
-    """`count` subscribers reading as fast as they can until stdin closes. They count points from
-    the raw messages (like a relay or a browser bridge would) instead of making a Python object
-    per point, so that the figure is the collector's fan-out cost, not this process's."""
+    """`count` subscribers (grpc.aio streams on one event loop) reading as fast as they can. They
+    count points from the raw messages, as a relay or a browser bridge would, rather than making a
+    Python object per point: the figures are then the collector's fan-out cost. Stdin gives the
+    points each should get; they stop when they have them (received or reported missed) or when
+    nothing came for 3 s."""
+    import asyncio
+
     import grpc
 
     from runwire.live import build_request
     from runwire.v1 import live_pb2, live_pb2_grpc
 
-    channel = grpc.insecure_channel(os.environ["RUNWIRE_COLLECTOR"])
-    stub = live_pb2_grpc.LiveStub(channel)
-    request = build_request(run_id=run_id, experiment_name=experiment, metrics=metrics or None)
-    calls = [stub.Subscribe(request) for _ in range(count)]
-    received = [0] * count
-    lagged = [0] * count
-    ready = threading.Barrier(count + 1)
+    async def main() -> None:
+        channel = grpc.aio.insecure_channel(os.environ["RUNWIRE_COLLECTOR"])
+        stub = live_pb2_grpc.LiveStub(channel)
+        request = build_request(run_id=run_id, experiment_name=experiment, metrics=metrics or None)
+        received = [0] * count
+        lagged = [0] * count
+        last = [time.monotonic()]
+        started = [asyncio.get_running_loop().create_future() for _ in range(count)]
 
-    def drain(i: int) -> None:
-        stream = iter(calls[i])
-        try:
-            first = next(stream)
-            assert first.kind == live_pb2.EVENT_KIND_LIVE
-            ready.wait()
-            for message in stream:
-                if message.kind == live_pb2.EVENT_KIND_LAGGED:
-                    lagged[i] += message.lagged.points
-                else:
-                    received[i] += sum(m.points.count for m in message.metrics)
-        except grpc.RpcError:
-            pass
+        async def drain(i: int) -> None:
+            try:
+                async for message in stub.Subscribe(request):
+                    last[0] = time.monotonic()
+                    if message.kind == live_pb2.EVENT_KIND_LIVE:
+                        started[i].set_result(None)
+                    elif message.kind == live_pb2.EVENT_KIND_LAGGED:
+                        lagged[i] += message.lagged.points
+                    else:
+                        received[i] += sum(m.points.count for m in message.metrics)
+            except (grpc.aio.AioRpcError, asyncio.CancelledError):
+                pass
 
-    threads = [threading.Thread(target=drain, args=(i,), daemon=True) for i in range(count)]
-    for t in threads:
-        t.start()
-    ready.wait()
-    print("ready", flush=True)
-    sys.stdin.read()
-    for c in calls:
-        c.cancel()
-    for t in threads:
-        t.join(10)
-    print(json.dumps({"received": sum(received), "lagged_points": sum(lagged)}), flush=True)
+        tasks = [asyncio.create_task(drain(i)) for i in range(count)]
+        await asyncio.gather(*started)
+        print("ready", flush=True)
+        line = await asyncio.to_thread(sys.stdin.readline)
+        expected = int(line or 0)
+        while time.monotonic() - last[0] < 3.0:
+            if all(r + g >= expected for r, g in zip(received, lagged, strict=True)):
+                break
+            await asyncio.sleep(0.05)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await channel.close()
+        print(json.dumps({"received": sum(received), "lagged_points": sum(lagged)}), flush=True)
+
+    asyncio.run(main())
 
 
 def role_writer(points: int, experiment: str) -> None:
@@ -178,6 +186,7 @@ def latency(cluster: Cluster, env: dict[str, str], subscribers: int, probes: int
     out = json.loads(traffic.stdout.readline())
     traffic.wait(60)
     if drain is not None:
+        drain.stdin.write(f"{probes}\n")
         drain.stdin.close()
         out.update(json.loads(drain.stdout.readline()))
         drain.wait(60)
@@ -206,6 +215,7 @@ def throughput(env: dict[str, str], points: int, subscribers: int, metrics: str,
     out = json.loads(writer.stdout.readline())
     writer.wait(120)
     if drain is not None:
+        drain.stdin.write(f"{out['points'] if not metrics else out['points'] // 10_001}\n")
         drain.stdin.close()
         out.update(json.loads(drain.stdout.readline()))
         drain.wait(60)
@@ -222,7 +232,7 @@ def main() -> None:
     p.add_argument("--run-id", default="")
     p.add_argument("--experiment", default="")
     p.add_argument("--metrics", default="")
-    p.add_argument("--batch-delay-ms", type=int, default=20)
+    p.add_argument("--batch-delay-ms", type=int, default=10)
     p.add_argument("--repeat", type=int, default=2, help="throughput runs per configuration (best kept)")
     p.add_argument("--only", choices=["latency", "throughput"], default=None)
     args = p.parse_args()

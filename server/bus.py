@@ -393,11 +393,31 @@ class InProcessBus(LiveBus):
     def publish(self, events: Sequence[BusEvent]) -> None:
         if not self._subs or not events:
             return
+        # A subscriber scoped to known runs only looks at the events of those runs (a commit may
+        # hold thousands of series of other runs); new runs (`created`) are shown to everyone.
+        by_run: dict[str, list[BusEvent]] = {}
+        any_created = False
+        for ev in events:
+            by_run.setdefault(ev.run_id, []).append(ev)
+            any_created = any_created or ev.created
         for sub in self._subs:
             before = sub.lagged_events
             offer = sub.offer
-            for ev in events:
-                offer(ev)
+            runs = sub.filter.runs if sub.filter.scoped else None
+            if runs is not None and not any_created:
+                if len(by_run) == 1:
+                    ((run_id, evs),) = by_run.items()
+                    if run_id in runs:
+                        for ev in evs:
+                            offer(ev)
+                else:
+                    for run_id, evs in by_run.items():
+                        if run_id in runs:
+                            for ev in evs:
+                                offer(ev)
+            else:
+                for ev in events:
+                    offer(ev)
             if self._on_lag is not None and sub.lagged_events != before:
                 self._on_lag(sub.lagged_events - before)
 
