@@ -53,7 +53,7 @@ SDK_MAX_UNACKED_BYTES = 256 * 1024 * 1024
 """Encoded batches the SDK keeps in memory waiting for the agent; beyond it they go to the SDK spool."""
 AGENT_BATCH_MAX_BYTES = 4 * 1024 * 1024
 """Uncompressed bytes of SDK batches the agent bundles into one spool record."""
-AGENT_BATCH_MAX_DELAY_S = 0.02
+AGENT_BATCH_MAX_DELAY_S = 0.01
 """Default age bound of an agent bundle (`runwire agent --batch-delay-ms`)."""
 SPOOL_SEGMENT_BYTES = 64 * 1024 * 1024
 """Size at which the agent starts a new spool segment file."""

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from runwire._runtime import default_data_dir, format_hostport, parse_hostport
+from runwire.limits import AGENT_BATCH_MAX_DELAY_S
 
 STARTUP_TIMEOUT_S = 30.0
 """How long `runwire up` waits for the collector and the agent to report their addresses."""
@@ -42,7 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--http-listen", default="127.0.0.1:7421", help="studio/HTTP address (default 127.0.0.1:7421; port 0 = any)"
     )
     parser.add_argument("--socket", default=None, help="agent socket path (default: DATA_DIR/agent.sock)")
-    parser.add_argument("--batch-delay-ms", type=int, default=20, help="agent batching age bound (default 20)")
+    parser.add_argument(
+        "--batch-delay-ms",
+        type=int,
+        default=int(AGENT_BATCH_MAX_DELAY_S * 1000),
+        help=f"agent batching age bound (default {int(AGENT_BATCH_MAX_DELAY_S * 1000)})",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from runwire.agent.main import add_arguments, config_from_args
+from runwire.limits import AGENT_BATCH_MAX_DELAY_S
 from runwire.v1 import frames_pb2
 from tests.agent.agent_testlib import Client, FakeCollector, wait_until
 
@@ -125,7 +126,7 @@ def test_flags_and_defaults(monkeypatch, tmp):
     add_arguments(parser)
     cfg = config_from_args(parser.parse_args([]))
     assert cfg.socket_path == tmp / "agent.sock" and cfg.spool_dir == tmp / "spool"
-    assert cfg.collector == "127.0.0.1:7420" and cfg.batch_delay_s == pytest.approx(0.02)
+    assert cfg.collector == "127.0.0.1:7420" and cfg.batch_delay_s == pytest.approx(AGENT_BATCH_MAX_DELAY_S)
     assert cfg.fsync == "interval" and cfg.spool_max_bytes == 10 * 1024**3 and cfg.token == "from-env"
     assert cfg.http_listen is None
     args = parser.parse_args(
