@@ -183,6 +183,8 @@ class EventFilter:
         self._exact = {m for m in metrics if not any(c in m for c in "*?[")}
         self._globs = [m for m in metrics if m not in self._exact]
         self._any_metric = not metrics
+        self.exact_metrics: tuple[str, ...] | None = tuple(sorted(self._exact)) if metrics and not self._globs else None
+        """The metric names wanted when they are all exact (the bus then looks them up directly)."""
         self._names: dict[str, bool] = {}
         self.scoped = bool(self.experiment_name or self.run_id)
         self.runs: set[str] | None = None
@@ -397,14 +399,30 @@ class InProcessBus(LiveBus):
         # hold thousands of series of other runs); new runs (`created`) are shown to everyone.
         by_run: dict[str, list[BusEvent]] = {}
         any_created = False
+        all_metric = True
         for ev in events:
             by_run.setdefault(ev.run_id, []).append(ev)
             any_created = any_created or ev.created
+            all_metric = all_metric and ev.kind == METRIC
+        by_series: dict[tuple[str, str], list[BusEvent]] | None = None
         for sub in self._subs:
             before = sub.lagged_events
             offer = sub.offer
-            runs = sub.filter.runs if sub.filter.scoped else None
-            if runs is not None and not any_created:
+            flt = sub.filter
+            runs = flt.runs if flt.scoped else None
+            if runs is not None and all_metric and flt.exact_metrics is not None:
+                # e.g. dashboards watching "loss" of a run that logs thousands of series
+                if METRIC in flt.kinds:
+                    if by_series is None:
+                        by_series = {}
+                        for ev in events:
+                            by_series.setdefault((ev.run_id, ev.name), []).append(ev)
+                    for run_id in by_run:
+                        if run_id in runs:
+                            for name in flt.exact_metrics:
+                                for ev in by_series.get((run_id, name), ()):
+                                    offer(ev)
+            elif runs is not None and not any_created:
                 if len(by_run) == 1:
                     ((run_id, evs),) = by_run.items()
                     if run_id in runs:

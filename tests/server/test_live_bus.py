@@ -106,3 +106,13 @@ def test_bus_publishes_to_matching_subscribers_and_shares_encoding():
     assert ev.metric_entry() is ev.metric_entry()  # serialized once
     bus.unsubscribe(a)
     assert bus.subscriber_count == 2
+
+
+def test_exact_metric_subscribers_get_their_series_in_order():
+    bus = InProcessBus()
+    loss = bus.subscribe(EventFilter(run_id="r", metrics=["loss", "acc"]))
+    globbed = bus.subscribe(EventFilter(run_id="r", metrics=["l*"]))
+    evs = [points("r", "loss", 0, 2), points("s", "loss", 0, 2), points("r", "lr", 0, 1), points("r", "loss", 2, 2)]
+    bus.publish(evs)
+    assert [(e.name, e.first_row) for e in drain(loss)] == [("loss", 0), ("loss", 2)]
+    assert [(e.name, e.first_row) for e in drain(globbed)] == [("loss", 0), ("lr", 0), ("loss", 2)]
