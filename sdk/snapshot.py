@@ -29,7 +29,7 @@ from pathlib import Path
 import pathspec
 
 from runwire.artifact_names import ArtifactNameError, normalize_name
-from runwire.exceptions import SnapshotException
+from runwire.exceptions import SnapshotException, UserErrorException
 from runwire.limits import SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_FILES
 
 IGNORE_FILES = (".runwireignore", ".amlignore", ".gitignore")
@@ -37,6 +37,8 @@ IGNORE_FILES = (".runwireignore", ".amlignore", ".gitignore")
 ALWAYS_IGNORED = (".git/",)
 UPLOAD_THREADS = 8
 """Snapshot files the SDK uploads to the collector at once."""
+TAKE_ATTEMPTS = 3
+"""Times a snapshot is taken again when files change while it is being uploaded."""
 
 _NO_LIMIT_ENV = "AML_SNAPSHOT_NO_FILE_LIMIT"
 
@@ -142,7 +144,20 @@ def parse_manifest(raw: bytes) -> list[dict]:
 
 
 def take(client, directory: str | os.PathLike[str]) -> str:
-    """Snapshot `directory` to the collector; returns the snapshot id. `client`: a CollectorClient."""
+    """Snapshot `directory` to the collector; returns the snapshot id. `client`: a CollectorClient.
+
+    A file that changes while the snapshot is taken fails the collector's checksum; the snapshot
+    is then taken again (up to TAKE_ATTEMPTS times)."""
+    for attempt in range(TAKE_ATTEMPTS):
+        try:
+            return _take(client, directory)
+        except UserErrorException as e:
+            if attempt == TAKE_ATTEMPTS - 1:
+                raise SnapshotException(f"cannot snapshot {directory!s}: files keep changing ({e})") from None
+    raise AssertionError("unreachable")
+
+
+def _take(client, directory: str | os.PathLike[str]) -> str:
     from runwire._transports.files import artifacts_stub, upload_blob
     from runwire.v1 import artifacts_pb2
 

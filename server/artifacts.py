@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -166,7 +167,9 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
             name, state = await self._check_header(h)
             if state == "committed":
                 return _info(await self._store.get_artifact(h.run_id, name))
-            key = partial_key(h.run_id, name, h.sha256) if h.run_id else f"blob\0{h.sha256}"
+            # Bare blobs (snapshot content) are not resumed: concurrent uploads of the same content
+            # (several processes snapshotting one folder) each write their own partial file.
+            key = partial_key(h.run_id, name, h.sha256) if h.run_id else f"blob\0{h.sha256}\0{uuid.uuid4().hex}"
             if key in self._busy:
                 raise FailedPrecondition(f"another upload of {name or h.sha256!r} is in progress; retry later")
             self._busy.add(key)
@@ -215,7 +218,8 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
             raise
         finally:
             if partial is not None:
-                await self._io(partial.close)
+                # A run's upload keeps its partial file for a resume; a bare blob starts over.
+                await self._io(partial.close if h.run_id else partial.discard)
             if key is not None:
                 self._busy.discard(key)
 

@@ -51,6 +51,10 @@ class PartialWrite(ABC):
         """Stop writing and keep what was written (for a resume)."""
 
     @abstractmethod
+    def discard(self) -> None:
+        """Stop writing and delete what was written."""
+
+    @abstractmethod
     def commit(self, size: int, sha256: str) -> bool:
         """Verify size and digest and make the bytes the blob `sha256` (atomically). Returns False when
         the blob already existed (the bytes are dropped). ChecksumMismatch discards the partial.
@@ -115,6 +119,10 @@ class _LocalPartial(PartialWrite):
     def close(self) -> None:
         if not self._file.closed:
             self._file.close()
+
+    def discard(self) -> None:
+        self.close()
+        self._path.unlink(missing_ok=True)
 
     def commit(self, size: int, sha256: str) -> bool:
         if self.offset != size or self._hash.hexdigest() != sha256:

@@ -185,6 +185,9 @@ class FileSender:
             except (OSError, frames.FrameError) as e:
                 self._drop()
                 raise ConnectionError(f"lost the agent connection while sending files: {e}") from e
+            except BaseException:
+                self._drop()  # a file left half-sent: the agent drops it with the connection
+                raise
             errors = []
             for s in sent:
                 error = self._acks.pop(s.upload_id)
@@ -364,7 +367,13 @@ def upload_blob(client: CollectorClient, path: Path, size: int, sha256: str) -> 
     def requests() -> Iterator[artifacts_pb2.UploadRequest]:
         yield artifacts_pb2.UploadRequest(header=artifacts_pb2.UploadHeader(size=size, sha256=sha256))
         with open(path, "rb") as f:
-            yield from (artifacts_pb2.UploadRequest(data=d) for d in _chunks(f))
+            left = size  # a file that grew since it was hashed sends what was hashed (or fails the check)
+            while left > 0:
+                data = f.read(min(FILE_CHUNK_BYTES, left))
+                if not data:
+                    return
+                left -= len(data)
+                yield artifacts_pb2.UploadRequest(data=data)
 
     try:
         artifacts_stub(client).Upload(requests(), timeout=CALL_TIMEOUT_S * 10, metadata=client._metadata)
