@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from tests.procs import Cluster  # noqa: E402
 
 TRAFFIC_POINTS_PER_S = 100_000
+NICE = int(os.environ.get("RUNWIRE_BENCH_DRAIN_NICE", "0"))
 SLICE_S = 0.01
 
 
@@ -67,8 +68,12 @@ def role_drain(count: int, run_id: str, experiment: str, metrics: str) -> None:
     count points from the raw messages, as a relay or a browser bridge would, rather than making a
     Python object per point: the figures are then the collector's fan-out cost. Stdin gives the
     points each should get; they stop when they have them (received or reported missed) or when
-    nothing came for 3 s."""
+    nothing came for 3 s. With --nice N the subscribers run at that niceness: on a small machine
+    they then take only spare CPU, as subscribers on other machines would."""
     import asyncio
+
+    if NICE:
+        os.nice(NICE)
 
     import grpc
 
@@ -235,6 +240,7 @@ def main() -> None:
     p.add_argument("--batch-delay-ms", type=int, default=10)
     p.add_argument("--repeat", type=int, default=2, help="throughput runs per configuration (best kept)")
     p.add_argument("--only", choices=["latency", "throughput"], default=None)
+    p.add_argument("--nice", type=int, default=0, help="niceness of the subscriber processes (0-19)")
     args = p.parse_args()
     if args.role == "traffic":
         return role_traffic(args.seconds)
@@ -244,10 +250,13 @@ def main() -> None:
         return role_writer(args.points, args.experiment)
 
     cluster = Cluster(batch_delay_ms=args.batch_delay_ms).start()
-    env = cluster.env()
+    env = {**cluster.env(), "RUNWIRE_BENCH_DRAIN_NICE": str(args.nice)}
     os.environ.update(env)
     try:
-        print(f"agent batch delay {args.batch_delay_ms} ms; traffic {TRAFFIC_POINTS_PER_S:,} points/s")
+        print(
+            f"agent batch delay {args.batch_delay_ms} ms; traffic {TRAFFIC_POINTS_PER_S:,} points/s; "
+            f"subscriber processes at nice {args.nice}"
+        )
         for n in (1, 100) if args.only != "throughput" else ():
             r = latency(cluster, env, n, args.probes, args.seconds)
             print(
