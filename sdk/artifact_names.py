@@ -28,9 +28,7 @@ def normalize_name(name: object) -> str:
         )
     path = name.replace("\\", "/")
     if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
-        raise ArtifactNameError(
-            f"artifact name {name!r} is an absolute path; artifact names are relative to their run"
-        )
+        raise ArtifactNameError(f"artifact name {name!r} is an absolute path; artifact names are relative to their run")
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise ArtifactNameError(
