@@ -245,6 +245,10 @@ class EventFilter:
 
 # --- subscribers -------------------------------------------------------------------------------------
 
+HELD_WHILE_RESOLVING_MAX_EVENTS = 100_000
+"""Events a new subscriber holds, unfiltered, while the collector looks up which runs its scope
+covers (a few milliseconds); beyond it they go to its bounded queue unfiltered."""
+
 
 @dataclass
 class LagMarker:
@@ -295,6 +299,7 @@ class Subscriber:
         self.max_events = max_events
         self.max_points = max_points
         self._queue: deque[BusEvent | LagMarker] = deque()
+        self._held: list[BusEvent] = []
         self._points = 0
         self._wakeup = asyncio.Event()
         self.closed = False
@@ -304,6 +309,9 @@ class Subscriber:
     def offer(self, ev: BusEvent) -> None:
         flt = self.filter
         flt.observe(ev)
+        if flt.needs_resolution and len(self._held) < HELD_WHILE_RESOLVING_MAX_EVENTS:
+            self._held.append(ev)  # which runs match is not known yet: decide in `release()`
+            return
         if not flt.matches(ev):
             return
         q = self._queue
@@ -323,6 +331,12 @@ class Subscriber:
         q.append(ev)
         self._points += ev.count
         self._wakeup.set()
+
+    def release(self) -> None:
+        """Once the filter's scope is resolved: queue the events held meanwhile that match."""
+        held, self._held = self._held, []
+        for ev in held:
+            self.offer(ev)
 
     async def get(self) -> BusEvent | LagMarker:
         while not self._queue:

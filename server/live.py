@@ -74,6 +74,7 @@ class LiveService(live_pb2_grpc.LiveServicer):
                 return
             if flt.needs_resolution:
                 flt.resolve(r.run_id for r in runs)
+            sub.release()
             seen: dict[tuple[str, str], int] = {}
             if request.from_start:
                 async for message in self._history(flt, runs, seen):

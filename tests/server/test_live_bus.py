@@ -116,3 +116,35 @@ def test_exact_metric_subscribers_get_their_series_in_order():
     bus.publish(evs)
     assert [(e.name, e.first_row) for e in drain(loss)] == [("loss", 0), ("loss", 2)]
     assert [(e.name, e.first_row) for e in drain(globbed)] == [("loss", 0), ("lr", 0), ("loss", 2)]
+
+
+def test_events_wait_for_the_scope_then_only_matching_ones_queue():
+    sub = Subscriber(EventFilter(experiment_name="e"), max_events=3, max_points=1_000)
+    for i in range(10):  # heavy traffic of other runs while the scope is looked up: no lag
+        sub.offer(points("other", "m", i, 1))
+    sub.offer(points("old", "m", 0, 1))
+    sub.offer(created("new", experiment="e"))
+    sub.offer(points("new", "m", 0, 1))
+    assert len(sub) == 0
+    sub.filter.resolve(["old"])
+    sub.release()
+    assert [(type(x).__name__, x.run_id) for x in drain(sub)] == [
+        ("BusEvent", "old"),
+        ("BusEvent", "new"),
+        ("BusEvent", "new"),
+    ]
+
+
+def test_seam_drops_or_cuts_what_the_history_covered():
+    from runwire.server.live import _seam
+    from runwire.v1 import live_pb2
+
+    flt = EventFilter(run_id="r")
+    seen = {("r", "m"): 15}
+    assert _seam(points("r", "m", 0, 10), flt, seen) is None  # rows 0-9: all in the history
+    cut = live_pb2.LiveEvent.FromString(_seam(points("r", "m", 10, 10), flt, seen)).metrics[0]
+    assert (cut.first_row, cut.points.count) == (15, 5)
+    assert codec.decode_points(cut.points).columns[""].values.tolist() == [15.0, 16.0, 17.0, 18.0, 19.0]
+    whole = live_pb2.LiveEvent.FromString(_seam(points("r", "m", 15, 3), flt, seen)).metrics[0]
+    assert (whole.first_row, whole.points.count) == (15, 3)
+    assert _seam(points("r", "other", 0, 1), flt, seen) is not None  # a series the history lacked
