@@ -74,7 +74,8 @@ class Collector:
         self.telemetry = Telemetry()
         self.blobs: ArtifactStore | None = blobs
         self._artifacts: ArtifactsService | None = None
-        self.live: LiveBus = InProcessBus()
+        self.live: LiveBus = InProcessBus(on_lag=self.telemetry.live_lagged)
+        self.telemetry.watch_live_subscribers(lambda: self.live.subscriber_count)
         """The live bus: committed events go to subscribers (`publish_log`/`publish_file` for logs and files)."""
         self.grpc_address: str | None = None
         self.http_address: str | None = None

@@ -3,6 +3,8 @@ Prometheus metrics (one registry per collector, so several collectors can share 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
@@ -16,7 +18,14 @@ class Telemetry:
         self.requests_committed = 0
         self.requests_rejected = 0
         self.ingest_streams = 0
+        self.live_lagged_events = 0
         r = self.registry
+        self._live_subscribers = Gauge("runwire_collector_live_subscribers", "Open live subscriptions", registry=r)
+        self._live_lagged = Counter(
+            "runwire_collector_live_lagged_events",
+            "Live events not sent to subscribers that fell behind (each was told with a lagged event)",
+            registry=r,
+        )
         self._batches = Counter(
             "runwire_collector_batches_committed", "SDK batches stored (duplicates excluded)", registry=r
         )
@@ -72,6 +81,13 @@ class Telemetry:
         self._dropped.inc(dropped)
         self._commit_seconds.observe(seconds)
         self._commit_requests.observe(requests)
+
+    def watch_live_subscribers(self, count: Callable[[], int]) -> None:
+        self._live_subscribers.set_function(count)
+
+    def live_lagged(self, events: int) -> None:
+        self.live_lagged_events += events
+        self._live_lagged.inc(events)
 
     def prometheus_text(self) -> bytes:
         return generate_latest(self.registry)

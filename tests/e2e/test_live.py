@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.request
 
 import grpc
 import pytest
@@ -231,6 +232,9 @@ def test_slow_subscriber_is_told_it_lagged_and_blocks_nobody(workspace, cluster)
     slow.cancel()
     channel.close()
     assert lagged, "the slow subscriber was never told it lagged"
+    with urllib.request.urlopen(f"http://{cluster.server.info['http']}/metrics", timeout=30) as r:
+        counted = [line for line in r.read().decode().splitlines() if line.startswith("runwire_collector_live_lagged")]
+    assert counted and float(counted[0].split()[-1]) >= sum(e.events for e in lagged)
     assert sum(e.events for e in lagged) > 0 and lagged[0].run_ids == [run.id]
     for name in names:
         assert sorted(got[name] + missed[name]) == list(range(rounds)), name
@@ -238,9 +242,11 @@ def test_slow_subscriber_is_told_it_lagged_and_blocks_nobody(workspace, cluster)
     run.complete()
 
 
-def test_hundred_concurrent_subscribers_all_receive_everything(workspace):
+def test_hundred_concurrent_subscribers_all_receive_everything(workspace, cluster):
     run = Experiment(workspace, "live-many").start_logging(snapshot_directory=None)
     subs = [run.subscribe(metrics="loss") for _ in range(100)]
+    with urllib.request.urlopen(f"http://{cluster.server.info['http']}/metrics", timeout=30) as r:
+        assert "runwire_collector_live_subscribers 100.0" in r.read().decode()
     n = 1000
     for i in range(n):
         run.log("loss", float(i), step=i)
