@@ -46,6 +46,8 @@ UPLOADS_DIR = "uploads"
 """The uploads area inside the agent's spool folder (apart from the metric spool segments)."""
 UPLOAD_WORKERS = 16
 """Files the agent uploads to the collector at once."""
+UPLOAD_BATCH_FILES = 64
+"""Small files (up to INLINE_WRITE_MAX_BYTES) the agent sends to the collector in one UploadBatch stream."""
 UPLOAD_RESULTS_KEPT = 100_000
 """Outcomes of finished uploads the agent remembers for `FileWait` (older ones count as committed)."""
 INLINE_WRITE_MAX_BYTES = 64 * 1024
@@ -366,26 +368,92 @@ class Uploads:
     async def _worker(self) -> None:
         while True:
             meta = await self._queue.get()
-            backoff = Backoff(*self._backoff_args) if self._backoff_args else Backoff()
-            while True:
-                try:
-                    await self._upload(meta)
-                    self._finish(meta)
+            if meta["size"] > INLINE_WRITE_MAX_BYTES:
+                await self._upload_with_retry(meta)
+                continue
+            # Small files travel together: one UploadBatch stream for those ready now.
+            batch = [meta]
+            leftover = None
+            while len(batch) < UPLOAD_BATCH_FILES and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt["size"] > INLINE_WRITE_MAX_BYTES:
+                    leftover = nxt
                     break
-                except grpc.aio.AioRpcError as e:
-                    if e.code() in _PERMANENT:
-                        self._finish(meta, e.details() or e.code().name, e.code() == grpc.StatusCode.ALREADY_EXISTS)
-                        break
-                    meta["resumed"] = True
-                    delay = backoff.next()
-                    log.info(
-                        "upload interrupted; retrying",
-                        extra={"fields": {"name": meta["name"], "code": e.code().name, "retry_in": round(delay, 2)}},
+                batch.append(nxt)
+            if len(batch) == 1:
+                await self._upload_with_retry(meta)
+            else:
+                await self._upload_batch_with_retry(batch)
+            if leftover is not None:
+                await self._upload_with_retry(leftover)
+
+    def _backoff(self) -> Backoff:
+        return Backoff(*self._backoff_args) if self._backoff_args else Backoff()
+
+    async def _upload_with_retry(self, meta: dict) -> None:
+        backoff = self._backoff()
+        while True:
+            try:
+                await self._upload(meta)
+                self._finish(meta)
+                return
+            except grpc.aio.AioRpcError as e:
+                if e.code() in _PERMANENT:
+                    self._finish(meta, e.details() or e.code().name, e.code() == grpc.StatusCode.ALREADY_EXISTS)
+                    return
+                meta["resumed"] = True
+                delay = backoff.next()
+                log.info(
+                    "upload interrupted; retrying",
+                    extra={"fields": {"name": meta["name"], "code": e.code().name, "retry_in": round(delay, 2)}},
+                )
+                await asyncio.sleep(delay)  # backoff between attempts to reach the collector
+            except FileNotFoundError:
+                self._finish(meta, "the agent lost the file's data")
+                return
+
+    async def _upload_batch_with_retry(self, metas: list[dict]) -> None:
+        assert self._channel is not None
+        stub = artifacts_pb2_grpc.ArtifactsStub(self._channel)
+        md = (("authorization", f"Bearer {self.token}"),) if self.token else None
+        backoff = self._backoff()
+        while True:
+            try:
+                requests = []
+                for meta in metas:
+                    with open(self.folder / f"{meta['upload_id']}.data", "rb") as f:
+                        data = f.read()
+                    header = artifacts_pb2.UploadHeader(
+                        run_id=meta["run_id"],
+                        name=meta["name"],
+                        size=meta["size"],
+                        sha256=meta["sha256"],
+                        upload_id=meta["upload_id"],
+                        created_time=meta["received"],
                     )
-                    await asyncio.sleep(delay)  # backoff between attempts to reach the collector
-                except FileNotFoundError:
-                    self._finish(meta, "the agent lost the file's data")
-                    break
+                    requests += [artifacts_pb2.UploadRequest(header=header), artifacts_pb2.UploadRequest(data=data)]
+                reply = await stub.UploadBatch(iter(requests), metadata=md, timeout=300)
+            except FileNotFoundError:
+                break  # one file went missing: let each be handled on its own
+            except grpc.aio.AioRpcError as e:
+                if e.code() in _PERMANENT or e.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    break  # the batch as a whole was refused: send the files one by one
+                delay = backoff.next()
+                log.info(
+                    "batch upload interrupted; retrying",
+                    extra={"fields": {"files": len(metas), "code": e.code().name, "retry_in": round(delay, 2)}},
+                )
+                await asyncio.sleep(delay)  # backoff between attempts to reach the collector
+                continue
+            for meta, result in zip(metas, reply.results, strict=True):
+                if result.code == 0:
+                    self._finish(meta)
+                else:
+                    conflict = result.code == grpc.StatusCode.ALREADY_EXISTS.value[0]
+                    self._finish(meta, result.message or f"refused (code {result.code})", conflict)
+            return
+        for meta in metas:
+            await self._upload_with_retry(meta)
 
     async def _upload(self, meta: dict) -> None:
         assert self._channel is not None

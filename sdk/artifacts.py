@@ -28,7 +28,7 @@ from runwire import codec, snapshot
 from runwire._transports.files import (
     AgentUnavailable,
     UploadRefused,
-    artifacts_stub,
+    call,
     download_to,
     get_sender,
     open_source,
@@ -53,6 +53,8 @@ log = logging.getLogger("runwire.sdk")
 
 SEND_BATCH_FILES = 256
 """Files the SDK sends to the agent in one pipelined batch (then waits for their acks)."""
+CHECK_WAIT_S = 2.0
+"""How long the name check before an upload waits for an unreachable collector (then the agent takes the file)."""
 AGENT_RETRY_S = 10.0
 """How long an upload interrupted by a lost agent waits for an agent before going straight to the collector."""
 AGENT_LOST_GRACE_S = 10.0
@@ -194,19 +196,13 @@ class RunFiles:
         reply = None
         for lo in range(0, len(names), 5000):
             try:
-                reply = artifacts_stub(client).Check(
-                    artifacts_pb2.CheckArtifactsRequest(run_id=self._id, names=names[lo : lo + 5000]),
-                    timeout=60,
-                    metadata=client._metadata,
-                )
-            except Exception as e:
-                error = _translate(client, e)
-                if isinstance(error, ServiceUnavailableError):
-                    # The collector is away: the agent takes the file and uploads it later; a name
-                    # conflict then shows up as a warning at flush().
-                    log.info("cannot check artifact names with the collector (%s); uploading anyway", error)
-                    return
-                raise error from None
+                request = artifacts_pb2.CheckArtifactsRequest(run_id=self._id, names=names[lo : lo + 5000])
+                reply = call(client, "Check", request, wait_s=CHECK_WAIT_S)
+            except ServiceUnavailableError as error:
+                # The collector is away: the agent takes the file and uploads it later; a name
+                # conflict then shows up as a warning at flush().
+                log.info("cannot check artifact names with the collector (%s); uploading anyway", error)
+                return
             if reply.existing:
                 raise _conflict(self._id, reply.existing[0])
         if reply is not None and reply.run_bytes + new_bytes > MAX_RUN_ARTIFACT_BYTES:
@@ -297,16 +293,8 @@ class RunFiles:
     # --- reading ----------------------------------------------------------------------------------
 
     def _list_artifacts(self, prefix: str = "") -> list[artifacts_pb2.ArtifactInfo]:
-        client = self._transport.collector
-        try:
-            reply = artifacts_stub(client).List(
-                artifacts_pb2.ListArtifactsRequest(run_id=self._id, prefix=prefix),
-                timeout=60,
-                metadata=client._metadata,
-            )
-        except Exception as e:
-            raise _translate(client, e) from None
-        return list(reply.artifacts)
+        request = artifacts_pb2.ListArtifactsRequest(run_id=self._id, prefix=prefix)
+        return list(call(self._transport.collector, "List", request).artifacts)
 
     def get_file_names(self) -> list[str]:
         """Every artifact name of the run, in upload order."""
@@ -470,18 +458,11 @@ class RunFiles:
         if not items:
             return
         client = self._transport.collector
+        request = artifacts_pb2.CheckArtifactsRequest(run_id=self._id, names=[n for n, _ in items])
         try:
-            existing = set(
-                artifacts_stub(client)
-                .Check(
-                    artifacts_pb2.CheckArtifactsRequest(run_id=self._id, names=[n for n, _ in items]),
-                    timeout=60,
-                    metadata=client._metadata,
-                )
-                .existing
-            )
-        except Exception as e:
-            raise _translate(client, e) from None
+            existing = set(call(client, "Check", request, wait_s=CHECK_WAIT_S).existing)
+        except ServiceUnavailableError:
+            existing = set()  # the collector is away: the agent takes the files; conflicts warn at flush()
         with _uploaded_lock:
             existing |= _uploaded.get(self._id, set())
         for name in sorted(existing & {n for n, _ in items}):
@@ -526,12 +507,6 @@ def take_snapshot(transport: Transport, file_or_folder_path: str | os.PathLike[s
     if not p.is_dir():
         raise SnapshotException(f"cannot snapshot {os.fspath(file_or_folder_path)!r}: no such file or folder")
     return snapshot.take(transport.collector, p)
-
-
-def _translate(client, e: Exception) -> Exception:
-    import grpc
-
-    return client._translate(e) if isinstance(e, grpc.RpcError) else e
 
 
 __all__ = ["ArtifactValue", "RunFiles", "UploadResult", "open_source", "take_snapshot"]

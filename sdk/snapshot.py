@@ -158,46 +158,26 @@ def take(client, directory: str | os.PathLike[str]) -> str:
 
 
 def _take(client, directory: str | os.PathLike[str]) -> str:
-    from runwire._transports.files import artifacts_stub, upload_blob
+    from runwire._transports.files import call, upload_blob
     from runwire.v1 import artifacts_pb2
 
     manifest, files = build_manifest(directory)
-    stub = artifacts_stub(client)
     by_sha = {f.sha256: f for f in files}
-    try:
-        missing = stub.MissingBlobs(
-            artifacts_pb2.MissingBlobsRequest(sha256=sorted(by_sha)), timeout=60, metadata=client._metadata
-        ).sha256
-    except Exception as e:
-        raise _translated(client, e) from None
+    missing = call(client, "MissingBlobs", artifacts_pb2.MissingBlobsRequest(sha256=sorted(by_sha))).sha256
     if missing:
         with ThreadPoolExecutor(min(UPLOAD_THREADS, len(missing))) as pool:
             list(pool.map(lambda s: upload_blob(client, Path(by_sha[s].abspath), by_sha[s].size, s), missing))
-    try:
-        info = stub.PutSnapshot(
-            artifacts_pb2.PutSnapshotRequest(manifest=manifest), timeout=60, metadata=client._metadata
-        )
-    except Exception as e:
-        raise _translated(client, e) from None
-    return info.snapshot_id
-
-
-def _translated(client, e: Exception) -> Exception:
-    import grpc
-
-    return client._translate(e) if isinstance(e, grpc.RpcError) else e
+    return call(client, "PutSnapshot", artifacts_pb2.PutSnapshotRequest(manifest=manifest)).snapshot_id
 
 
 def fetch_manifest(client, snapshot_id: str) -> list[dict]:
-    from runwire._transports.files import artifacts_stub
+    from runwire._transports.files import call
     from runwire.v1 import artifacts_pb2
 
     try:
-        info = artifacts_stub(client).GetSnapshot(
-            artifacts_pb2.GetSnapshotRequest(snapshot_id=snapshot_id), timeout=60, metadata=client._metadata
-        )
+        info = call(client, "GetSnapshot", artifacts_pb2.GetSnapshotRequest(snapshot_id=snapshot_id))
     except Exception as e:
-        raise SnapshotException(f"cannot fetch snapshot {snapshot_id}: {_translated(client, e)}") from None
+        raise SnapshotException(f"cannot fetch snapshot {snapshot_id}: {e}") from None
     return parse_manifest(info.manifest)
 
 

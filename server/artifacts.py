@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 SMALL_UPLOAD_BYTES = 64 * 1024
 """Uploads up to this size are gathered in memory and written, verified and committed in one go."""
+BATCH_MAX_FILES = 256
+"""Files in one `UploadBatch` stream at most."""
 
 
 def _info(a: ArtifactRecord) -> artifacts_pb2.ArtifactInfo:
@@ -77,11 +79,18 @@ class _DurabilityBatcher:
         self._task: asyncio.Task | None = None
 
     async def wait(self, sha256: str) -> None:
-        fut = asyncio.get_running_loop().create_future()
-        self._waiting.append((sha256, fut))
+        await self.wait_many([sha256])
+
+    async def wait_many(self, sha256s: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+        futs = []
+        for sha in sha256s:
+            fut = loop.create_future()
+            self._waiting.append((sha, fut))
+            futs.append(fut)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
-        await fut
+        await asyncio.gather(*futs)
 
     async def _run(self) -> None:
         while self._waiting:
@@ -222,6 +231,59 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
                 await self._io(partial.close if h.run_id else partial.discard)
             if key is not None:
                 self._busy.discard(key)
+
+    async def UploadBatch(
+        self, request_iterator: AsyncIterator[artifacts_pb2.UploadRequest], context: grpc.aio.ServicerContext
+    ) -> artifacts_pb2.UploadBatchResponse:
+        files: list[tuple[artifacts_pb2.UploadHeader, bytearray]] = []
+        try:
+            async for msg in request_iterator:
+                if msg.WhichOneof("body") == "header":
+                    h = msg.header
+                    if not h.run_id or h.offset or h.size > SMALL_UPLOAD_BYTES:
+                        raise InvalidArgument(
+                            f"UploadBatch takes run artifacts of at most {SMALL_UPLOAD_BYTES} bytes sent whole"
+                        )
+                    if len(files) >= BATCH_MAX_FILES:
+                        raise InvalidArgument(f"UploadBatch takes at most {BATCH_MAX_FILES} files")
+                    files.append((h, bytearray()))
+                elif not files:
+                    raise InvalidArgument("UploadBatch: data before the first header")
+                else:
+                    h, data = files[-1]
+                    data += msg.data
+                    if len(data) > h.size:
+                        raise InvalidArgument(f"{h.name!r}: received more than the announced {h.size} bytes")
+            results = [artifacts_pb2.UploadResult(upload_id=h.upload_id) for h, _ in files]
+            ready = []  # (index, header, name) of files whose blob is committed
+            for i, (h, data) in enumerate(files):
+                try:
+                    if len(data) != h.size:
+                        raise InvalidArgument(f"{h.name!r}: received {len(data)} of {h.size} bytes")
+                    name, state = await self._check_header(h)
+                    if state != "committed":
+                        key = partial_key(h.run_id, name, h.sha256) + f"\0{uuid.uuid4().hex}"
+                        await self._io(self._commit_small, key, bytes(data), h, name)
+                    ready.append((i, h, name))
+                except (CollectorError, ArtifactNameError) as e:
+                    code = e.code if isinstance(e, CollectorError) else grpc.StatusCode.INVALID_ARGUMENT
+                    results[i].code, results[i].message = code.value[0], str(e)
+            if ready:
+                await self._durable.wait_many(sorted({h.sha256 for _, h, _ in ready}))
+            for i, h, name in ready:
+                try:
+                    record = await self._store.add_artifact(
+                        ArtifactRecord(h.run_id, name, h.sha256, h.size, h.upload_id, _created(h.created_time))
+                    )
+                    results[i].info.CopyFrom(_info(record))
+                except CollectorError as e:
+                    results[i].code, results[i].message = e.code.value[0], str(e)
+            return artifacts_pb2.UploadBatchResponse(results=results)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as e:
+            await self._refuse(context, "UploadBatch", e)
+            raise
 
     async def UploadStatus(
         self, request: artifacts_pb2.UploadStatusRequest, context: grpc.aio.ServicerContext

@@ -37,6 +37,8 @@ from .collector import CALL_TIMEOUT_S, CollectorClient
 
 AGENT_CONNECT_TIMEOUT_S = 5.0
 """How long the SDK waits for the agent to answer when it opens its file connection."""
+COLLECTOR_WAIT_S = 10.0
+"""How long an artifact call that found the collector unreachable waits for it (e.g. restarting) once."""
 
 
 class AgentUnavailable(Exception):
@@ -266,6 +268,23 @@ def artifacts_stub(client: CollectorClient) -> artifacts_pb2_grpc.ArtifactsStub:
     return cached[1]
 
 
+def call(
+    client: CollectorClient, method: str, request, timeout: float = CALL_TIMEOUT_S, wait_s: float = COLLECTOR_WAIT_S
+):
+    """A unary Artifacts call. Found unreachable (a collector restarting, a channel in reconnect
+    backoff), it is tried once more, waiting up to `wait_s` for the collector."""
+    stub = artifacts_stub(client)
+    try:
+        return getattr(stub, method)(request, timeout=timeout, metadata=client._metadata)
+    except grpc.RpcError as e:
+        if e.code() != grpc.StatusCode.UNAVAILABLE or wait_s <= 0:
+            raise client._translate(e) from None
+    try:
+        return getattr(stub, method)(request, timeout=wait_s, metadata=client._metadata, wait_for_ready=True)
+    except grpc.RpcError as e:
+        raise client._translate(e) from None
+
+
 def _seekable_copy(stream: BinaryIO) -> tuple[BinaryIO, bool]:
     """A stream that can be read twice (hash, then send): the stream itself, or a temp file copy."""
     try:
@@ -330,9 +349,7 @@ def download_to(
         with os.fdopen(fd, "wb") as f:
             request = artifacts_pb2.DownloadRequest(run_id=run_id, name=name, sha256=sha256)
             try:
-                for msg in artifacts_stub(client).Download(
-                    request, timeout=CALL_TIMEOUT_S * 60, metadata=client._metadata
-                ):
+                for msg in _download_stream(client, request):
                     if msg.HasField("info"):
                         expected = msg.info.sha256
                     if validate:
@@ -350,11 +367,27 @@ def download_to(
     return size
 
 
+def _download_stream(client: CollectorClient, request) -> Iterator[artifacts_pb2.DataChunk]:
+    """The Download stream; found unreachable before its first message, tried once more waiting
+    for the collector (up to COLLECTOR_WAIT_S)."""
+    stub = artifacts_stub(client)
+    stream = stub.Download(request, timeout=CALL_TIMEOUT_S * 60, metadata=client._metadata)
+    try:
+        first = next(stream, None)
+    except grpc.RpcError as e:
+        if e.code() != grpc.StatusCode.UNAVAILABLE:
+            raise
+        stream = stub.Download(request, timeout=CALL_TIMEOUT_S * 60, metadata=client._metadata, wait_for_ready=True)
+        first = next(stream, None)
+    if first is None:
+        return
+    yield first
+    yield from stream
+
+
 def iter_blob(client: CollectorClient, sha256: str) -> Iterator[bytes]:
     try:
-        for msg in artifacts_stub(client).Download(
-            artifacts_pb2.DownloadRequest(sha256=sha256), timeout=CALL_TIMEOUT_S * 60, metadata=client._metadata
-        ):
+        for msg in _download_stream(client, artifacts_pb2.DownloadRequest(sha256=sha256)):
             if msg.data:
                 yield msg.data
     except grpc.RpcError as e:

@@ -414,3 +414,40 @@ def test_take_snapshot_of_a_file_and_a_folder(experiment, work, tmp_path):
     assert _zip_names(other.restore_snapshot(path=str(tmp_path / "z"))) == ["two.py"]
     for r in (run, other):
         r.complete()
+
+
+def test_upload_batch_results_per_file(experiment, cluster, work):
+    """UploadBatch (the agent's path for small files): each file is checked and committed on its own."""
+    run = experiment.start_logging(snapshot_directory=None)
+    run.upload_file("taken.txt", io.BytesIO(b"first"))
+    run.flush()
+    stub = artifacts_pb2_grpc.ArtifactsStub(grpc.insecure_channel(cluster.collector))
+
+    def entry(name: str, data: bytes, upload_id: str, sha: str | None = None) -> list:
+        header = artifacts_pb2.UploadHeader(
+            run_id=run.id,
+            name=name,
+            size=len(data),
+            sha256=sha or hashlib.sha256(data).hexdigest(),
+            upload_id=upload_id,
+        )
+        return [artifacts_pb2.UploadRequest(header=header), artifacts_pb2.UploadRequest(data=data)]
+
+    requests = [
+        *entry("good/a.txt", b"a", "u1"),
+        *entry("../escape", b"x", "u2"),
+        *entry("taken.txt", b"second", "u3"),
+        *entry("bad-sum", b"abc", "u4", sha=hashlib.sha256(b"abd").hexdigest()),
+        *entry("good/b.txt", b"b", "u5"),
+    ]
+    reply = stub.UploadBatch(iter(requests))
+    assert [r.upload_id for r in reply.results] == ["u1", "u2", "u3", "u4", "u5"]
+    ok, invalid, exists = (
+        c.value[0] for c in (grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS)
+    )
+    assert [r.code for r in reply.results] == [ok, invalid, exists, invalid, ok]
+    assert "Resource Conflict" in reply.results[2].message
+    again = stub.UploadBatch(iter(entry("good/a.txt", b"a", "u1")))  # a retry: idempotent
+    assert again.results[0].code == 0
+    assert run.get_file_names() == ["taken.txt", "good/a.txt", "good/b.txt"]
+    run.complete()

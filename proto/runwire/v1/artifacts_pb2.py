@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1arunwire/v1/artifacts.proto\x12\nrunwire.v1\"\x83\x01\n\x0cUploadHeader\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x11\n\tupload_id\x18\x05 \x01(\t\x12\x0e\n\x06offset\x18\x06 \x01(\x04\x12\x14\n\x0c\x63reated_time\x18\x07 \x01(\x01\"S\n\rUploadRequest\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.runwire.v1.UploadHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04\x62ody\"`\n\x0c\x41rtifactInfo\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x14\n\x0c\x63reated_time\x18\x05 \x01(\x01\"V\n\x13UploadStatusRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x11\n\tupload_id\x18\x04 \x01(\t\"K\n\x14UploadStatusResponse\x12\x11\n\tcommitted\x18\x01 \x01(\x08\x12\x10\n\x08\x63onflict\x18\x02 \x01(\x08\x12\x0e\n\x06offset\x18\x03 \x01(\x04\"O\n\x0f\x44ownloadRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x04\"A\n\tDataChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12&\n\x04info\x18\x02 \x01(\x0b\x32\x18.runwire.v1.ArtifactInfo\"6\n\x14ListArtifactsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\"D\n\x15ListArtifactsResponse\x12+\n\tartifacts\x18\x01 \x03(\x0b\x32\x18.runwire.v1.ArtifactInfo\"6\n\x15\x43heckArtifactsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05names\x18\x02 \x03(\t\"=\n\x16\x43heckArtifactsResponse\x12\x10\n\x08\x65xisting\x18\x01 \x03(\t\x12\x11\n\trun_bytes\x18\x02 \x01(\x04\"%\n\x13MissingBlobsRequest\x12\x0e\n\x06sha256\x18\x01 \x03(\t\"&\n\x14MissingBlobsResponse\x12\x0e\n\x06sha256\x18\x01 \x03(\t\"&\n\x12PutSnapshotRequest\x12\x10\n\x08manifest\x18\x01 \x01(\x0c\"h\n\x0cSnapshotInfo\x12\x13\n\x0bsnapshot_id\x18\x01 \x01(\t\x12\x10\n\x08manifest\x18\x02 \x01(\x0c\x12\r\n\x05\x66iles\x18\x03 \x01(\x04\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x14\n\x0c\x63reated_time\x18\x05 \x01(\x01\")\n\x12GetSnapshotRequest\x12\x13\n\x0bsnapshot_id\x18\x01 \x01(\t2\xe3\x04\n\tArtifacts\x12?\n\x06Upload\x12\x19.runwire.v1.UploadRequest\x1a\x18.runwire.v1.ArtifactInfo(\x01\x12Q\n\x0cUploadStatus\x12\x1f.runwire.v1.UploadStatusRequest\x1a .runwire.v1.UploadStatusResponse\x12@\n\x08\x44ownload\x12\x1b.runwire.v1.DownloadRequest\x1a\x15.runwire.v1.DataChunk0\x01\x12K\n\x04List\x12 .runwire.v1.ListArtifactsRequest\x1a!.runwire.v1.ListArtifactsResponse\x12N\n\x05\x43heck\x12!.runwire.v1.CheckArtifactsRequest\x1a\".runwire.v1.CheckArtifactsResponse\x12Q\n\x0cMissingBlobs\x12\x1f.runwire.v1.MissingBlobsRequest\x1a .runwire.v1.MissingBlobsResponse\x12G\n\x0bPutSnapshot\x12\x1e.runwire.v1.PutSnapshotRequest\x1a\x18.runwire.v1.SnapshotInfo\x12G\n\x0bGetSnapshot\x12\x1e.runwire.v1.GetSnapshotRequest\x1a\x18.runwire.v1.SnapshotInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1arunwire/v1/artifacts.proto\x12\nrunwire.v1\"\x83\x01\n\x0cUploadHeader\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x11\n\tupload_id\x18\x05 \x01(\t\x12\x0e\n\x06offset\x18\x06 \x01(\x04\x12\x14\n\x0c\x63reated_time\x18\x07 \x01(\x01\"S\n\rUploadRequest\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.runwire.v1.UploadHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04\x62ody\"`\n\x0c\x41rtifactInfo\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x14\n\x0c\x63reated_time\x18\x05 \x01(\x01\"h\n\x0cUploadResult\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12&\n\x04info\x18\x02 \x01(\x0b\x32\x18.runwire.v1.ArtifactInfo\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\"@\n\x13UploadBatchResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.runwire.v1.UploadResult\"V\n\x13UploadStatusRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x11\n\tupload_id\x18\x04 \x01(\t\"K\n\x14UploadStatusResponse\x12\x11\n\tcommitted\x18\x01 \x01(\x08\x12\x10\n\x08\x63onflict\x18\x02 \x01(\x08\x12\x0e\n\x06offset\x18\x03 \x01(\x04\"O\n\x0f\x44ownloadRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x04\"A\n\tDataChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12&\n\x04info\x18\x02 \x01(\x0b\x32\x18.runwire.v1.ArtifactInfo\"6\n\x14ListArtifactsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\"D\n\x15ListArtifactsResponse\x12+\n\tartifacts\x18\x01 \x03(\x0b\x32\x18.runwire.v1.ArtifactInfo\"6\n\x15\x43heckArtifactsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05names\x18\x02 \x03(\t\"=\n\x16\x43heckArtifactsResponse\x12\x10\n\x08\x65xisting\x18\x01 \x03(\t\x12\x11\n\trun_bytes\x18\x02 \x01(\x04\"%\n\x13MissingBlobsRequest\x12\x0e\n\x06sha256\x18\x01 \x03(\t\"&\n\x14MissingBlobsResponse\x12\x0e\n\x06sha256\x18\x01 \x03(\t\"&\n\x12PutSnapshotRequest\x12\x10\n\x08manifest\x18\x01 \x01(\x0c\"h\n\x0cSnapshotInfo\x12\x13\n\x0bsnapshot_id\x18\x01 \x01(\t\x12\x10\n\x08manifest\x18\x02 \x01(\x0c\x12\r\n\x05\x66iles\x18\x03 \x01(\x04\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x14\n\x0c\x63reated_time\x18\x05 \x01(\x01\")\n\x12GetSnapshotRequest\x12\x13\n\x0bsnapshot_id\x18\x01 \x01(\t2\xb0\x05\n\tArtifacts\x12?\n\x06Upload\x12\x19.runwire.v1.UploadRequest\x1a\x18.runwire.v1.ArtifactInfo(\x01\x12K\n\x0bUploadBatch\x12\x19.runwire.v1.UploadRequest\x1a\x1f.runwire.v1.UploadBatchResponse(\x01\x12Q\n\x0cUploadStatus\x12\x1f.runwire.v1.UploadStatusRequest\x1a .runwire.v1.UploadStatusResponse\x12@\n\x08\x44ownload\x12\x1b.runwire.v1.DownloadRequest\x1a\x15.runwire.v1.DataChunk0\x01\x12K\n\x04List\x12 .runwire.v1.ListArtifactsRequest\x1a!.runwire.v1.ListArtifactsResponse\x12N\n\x05\x43heck\x12!.runwire.v1.CheckArtifactsRequest\x1a\".runwire.v1.CheckArtifactsResponse\x12Q\n\x0cMissingBlobs\x12\x1f.runwire.v1.MissingBlobsRequest\x1a .runwire.v1.MissingBlobsResponse\x12G\n\x0bPutSnapshot\x12\x1e.runwire.v1.PutSnapshotRequest\x1a\x18.runwire.v1.SnapshotInfo\x12G\n\x0bGetSnapshot\x12\x1e.runwire.v1.GetSnapshotRequest\x1a\x18.runwire.v1.SnapshotInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,32 +37,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADREQUEST']._serialized_end=259
   _globals['_ARTIFACTINFO']._serialized_start=261
   _globals['_ARTIFACTINFO']._serialized_end=357
-  _globals['_UPLOADSTATUSREQUEST']._serialized_start=359
-  _globals['_UPLOADSTATUSREQUEST']._serialized_end=445
-  _globals['_UPLOADSTATUSRESPONSE']._serialized_start=447
-  _globals['_UPLOADSTATUSRESPONSE']._serialized_end=522
-  _globals['_DOWNLOADREQUEST']._serialized_start=524
-  _globals['_DOWNLOADREQUEST']._serialized_end=603
-  _globals['_DATACHUNK']._serialized_start=605
-  _globals['_DATACHUNK']._serialized_end=670
-  _globals['_LISTARTIFACTSREQUEST']._serialized_start=672
-  _globals['_LISTARTIFACTSREQUEST']._serialized_end=726
-  _globals['_LISTARTIFACTSRESPONSE']._serialized_start=728
-  _globals['_LISTARTIFACTSRESPONSE']._serialized_end=796
-  _globals['_CHECKARTIFACTSREQUEST']._serialized_start=798
-  _globals['_CHECKARTIFACTSREQUEST']._serialized_end=852
-  _globals['_CHECKARTIFACTSRESPONSE']._serialized_start=854
-  _globals['_CHECKARTIFACTSRESPONSE']._serialized_end=915
-  _globals['_MISSINGBLOBSREQUEST']._serialized_start=917
-  _globals['_MISSINGBLOBSREQUEST']._serialized_end=954
-  _globals['_MISSINGBLOBSRESPONSE']._serialized_start=956
-  _globals['_MISSINGBLOBSRESPONSE']._serialized_end=994
-  _globals['_PUTSNAPSHOTREQUEST']._serialized_start=996
-  _globals['_PUTSNAPSHOTREQUEST']._serialized_end=1034
-  _globals['_SNAPSHOTINFO']._serialized_start=1036
-  _globals['_SNAPSHOTINFO']._serialized_end=1140
-  _globals['_GETSNAPSHOTREQUEST']._serialized_start=1142
-  _globals['_GETSNAPSHOTREQUEST']._serialized_end=1183
-  _globals['_ARTIFACTS']._serialized_start=1186
-  _globals['_ARTIFACTS']._serialized_end=1797
+  _globals['_UPLOADRESULT']._serialized_start=359
+  _globals['_UPLOADRESULT']._serialized_end=463
+  _globals['_UPLOADBATCHRESPONSE']._serialized_start=465
+  _globals['_UPLOADBATCHRESPONSE']._serialized_end=529
+  _globals['_UPLOADSTATUSREQUEST']._serialized_start=531
+  _globals['_UPLOADSTATUSREQUEST']._serialized_end=617
+  _globals['_UPLOADSTATUSRESPONSE']._serialized_start=619
+  _globals['_UPLOADSTATUSRESPONSE']._serialized_end=694
+  _globals['_DOWNLOADREQUEST']._serialized_start=696
+  _globals['_DOWNLOADREQUEST']._serialized_end=775
+  _globals['_DATACHUNK']._serialized_start=777
+  _globals['_DATACHUNK']._serialized_end=842
+  _globals['_LISTARTIFACTSREQUEST']._serialized_start=844
+  _globals['_LISTARTIFACTSREQUEST']._serialized_end=898
+  _globals['_LISTARTIFACTSRESPONSE']._serialized_start=900
+  _globals['_LISTARTIFACTSRESPONSE']._serialized_end=968
+  _globals['_CHECKARTIFACTSREQUEST']._serialized_start=970
+  _globals['_CHECKARTIFACTSREQUEST']._serialized_end=1024
+  _globals['_CHECKARTIFACTSRESPONSE']._serialized_start=1026
+  _globals['_CHECKARTIFACTSRESPONSE']._serialized_end=1087
+  _globals['_MISSINGBLOBSREQUEST']._serialized_start=1089
+  _globals['_MISSINGBLOBSREQUEST']._serialized_end=1126
+  _globals['_MISSINGBLOBSRESPONSE']._serialized_start=1128
+  _globals['_MISSINGBLOBSRESPONSE']._serialized_end=1166
+  _globals['_PUTSNAPSHOTREQUEST']._serialized_start=1168
+  _globals['_PUTSNAPSHOTREQUEST']._serialized_end=1206
+  _globals['_SNAPSHOTINFO']._serialized_start=1208
+  _globals['_SNAPSHOTINFO']._serialized_end=1312
+  _globals['_GETSNAPSHOTREQUEST']._serialized_start=1314
+  _globals['_GETSNAPSHOTREQUEST']._serialized_end=1355
+  _globals['_ARTIFACTS']._serialized_start=1358
+  _globals['_ARTIFACTS']._serialized_end=2046
 # @@protoc_insertion_point(module_scope)

@@ -46,6 +46,24 @@ class ArtifactInfo(_message.Message):
     created_time: float
     def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., created_time: _Optional[float] = ...) -> None: ...
 
+class UploadResult(_message.Message):
+    __slots__ = ("upload_id", "info", "code", "message")
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    upload_id: str
+    info: ArtifactInfo
+    code: int
+    message: str
+    def __init__(self, upload_id: _Optional[str] = ..., info: _Optional[_Union[ArtifactInfo, _Mapping]] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class UploadBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[UploadResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[UploadResult, _Mapping]]] = ...) -> None: ...
+
 class UploadStatusRequest(_message.Message):
     __slots__ = ("run_id", "name", "sha256", "upload_id")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]

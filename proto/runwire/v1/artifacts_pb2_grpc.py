@@ -39,6 +39,11 @@ class ArtifactsStub:
                 request_serializer=runwire_dot_v1_dot_artifacts__pb2.UploadRequest.SerializeToString,
                 response_deserializer=runwire_dot_v1_dot_artifacts__pb2.ArtifactInfo.FromString,
                 _registered_method=True)
+        self.UploadBatch = channel.stream_unary(
+                '/runwire.v1.Artifacts/UploadBatch',
+                request_serializer=runwire_dot_v1_dot_artifacts__pb2.UploadRequest.SerializeToString,
+                response_deserializer=runwire_dot_v1_dot_artifacts__pb2.UploadBatchResponse.FromString,
+                _registered_method=True)
         self.UploadStatus = channel.unary_unary(
                 '/runwire.v1.Artifacts/UploadStatus',
                 request_serializer=runwire_dot_v1_dot_artifacts__pb2.UploadStatusRequest.SerializeToString,
@@ -82,6 +87,15 @@ class ArtifactsServicer:
     def Upload(self, request_iterator, context):
         """First message `header`, then `data` chunks. Committed (visible) only once size and sha256
         match; ALREADY_EXISTS when the run already has an artifact of that name from another upload.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadBatch(self, request_iterator, context):
+        """Many small files in one stream: for each, an `header` (run_id set, offset 0, size at most the
+        collector's SMALL_UPLOAD_BYTES) then its `data`. Each file is checked and committed on its own;
+        the answer has one result per file, in order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -144,6 +158,11 @@ def add_ArtifactsServicer_to_server(servicer, server):
                     servicer.Upload,
                     request_deserializer=runwire_dot_v1_dot_artifacts__pb2.UploadRequest.FromString,
                     response_serializer=runwire_dot_v1_dot_artifacts__pb2.ArtifactInfo.SerializeToString,
+            ),
+            'UploadBatch': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadBatch,
+                    request_deserializer=runwire_dot_v1_dot_artifacts__pb2.UploadRequest.FromString,
+                    response_serializer=runwire_dot_v1_dot_artifacts__pb2.UploadBatchResponse.SerializeToString,
             ),
             'UploadStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.UploadStatus,
@@ -208,6 +227,33 @@ class Artifacts:
             '/runwire.v1.Artifacts/Upload',
             runwire_dot_v1_dot_artifacts__pb2.UploadRequest.SerializeToString,
             runwire_dot_v1_dot_artifacts__pb2.ArtifactInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadBatch(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/runwire.v1.Artifacts/UploadBatch',
+            runwire_dot_v1_dot_artifacts__pb2.UploadRequest.SerializeToString,
+            runwire_dot_v1_dot_artifacts__pb2.UploadBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
