@@ -76,8 +76,11 @@ class LiveService(live_pb2_grpc.LiveServicer):
                 flt.resolve(r.run_id for r in runs)
             sub.release()
             seen: dict[tuple[str, str], int] = {}
+            statuses: dict[str, str] = {}
             if request.from_start:
                 async for message in self._history(flt, runs, seen):
+                    if message.kind == STATUS:
+                        statuses[message.run_id] = message.status.status
                     yield message
             yield live_pb2.LiveEvent(kind=LIVE)
             while True:
@@ -87,6 +90,14 @@ class LiveService(live_pb2_grpc.LiveServicer):
                     continue
                 if item.kind != METRIC:
                     message = _seam(item, flt, seen)
+                    if (
+                        message is not None
+                        and item.kind == STATUS
+                        and statuses
+                        and statuses.pop(item.run_id, None) == message.status.status
+                        and not item.created
+                    ):
+                        continue  # the history already said so (a change committed while it was read)
                     if message is not None:
                         yield message
                     continue
