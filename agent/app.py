@@ -213,6 +213,9 @@ class Agent:
             frames_rejected=self.stats.frames_rejected,
             pid=os.getpid(),
             uptime_seconds=self.stats.uptime(),
+            uploads_pending=self.uploads.pending if self.uploads else 0,
+            uploads_bytes=self.uploads.pending_bytes if self.uploads else 0,
+            files_committed=self.uploads.files_committed if self.uploads else 0,
         )
 
     def _gauges(self) -> dict[str, tuple[float, str]]:
@@ -228,6 +231,11 @@ class Agent:
                 1.0 if self.sender and self.sender.connected else 0.0,
                 "1 while the ingest stream to the collector is up",
             ),
+            "uploads_pending": (
+                self.uploads.pending if self.uploads else 0,
+                "files received from SDKs and not yet committed at the collector",
+            ),
+            "uploads_pending_bytes": (self.uploads.pending_bytes if self.uploads else 0, "bytes of those files"),
             "backpressure": (
                 1.0 if spool and spool.full else 0.0,
                 "1 while the spool is full (SDK sockets not read)",

@@ -177,6 +177,10 @@ class Uploads:
     def pending(self) -> int:
         return len(self._pending)
 
+    @property
+    def pending_bytes(self) -> int:
+        return sum(m["size"] for m in self._pending.values())
+
     # --- frames from SDK connections --------------------------------------------------------------
 
     async def on_frame(self, conn: Connection, frame: frames_pb2.ClientFrame, kind: str) -> None:

@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
                 clients=a.clients, spool_records=a.spool_records, spool_bytes=a.spool_bytes,
                 lag_s=round(a.oldest_unacked_age_seconds, 3), batches_received=a.batches_received,
                 points_received=a.points_received, frames_rejected=a.frames_rejected, pid=a.pid,
-                uptime_s=round(a.uptime_seconds, 1),
+                uptime_s=round(a.uptime_seconds, 1), uploads_pending=a.uploads_pending,
+                uploads_bytes=a.uploads_bytes, files_committed=a.files_committed,
             )  # fmt: skip
         except Exception as e:
             ok = False
@@ -76,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"agent      up    {a['socket']}  clients={a['clients']}  collector {a['collector']} {link}")
         print(f"           spool {a['spool_records']} records ({_mb(a['spool_bytes'])}), lag {a['lag_s']} s, "
               f"received {a['points_received']} points, rejected {a['frames_rejected']} frames")  # fmt: skip
+        print(f"           files {a['uploads_pending']} waiting for upload ({_mb(a['uploads_bytes'])}), "
+              f"{a['files_committed']} uploaded")  # fmt: skip
     else:
         print(f"agent      DOWN  {a['socket']}: {a['error']}")
     pending = f"{s['files']} files ({_mb(s['bytes'])}) waiting for `runwire sync`" if s["files"] else "empty"

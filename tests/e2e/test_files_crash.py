@@ -14,6 +14,7 @@ import grpc
 import pytest
 
 from runwire import Experiment
+from runwire.cli.status import agent_status
 from runwire.v1.artifacts_pb2 import ListArtifactsRequest
 from runwire.v1.artifacts_pb2_grpc import ArtifactsStub
 from tests.procs import run_script, wait_for
@@ -76,6 +77,8 @@ def test_agent_killed_after_ack_resumes_after_restart(experiment, cluster, work)
     cluster.server.kill9()
     run.upload_file("outputs/model.bin", io.BytesIO(data))  # returns: the agent holds it
     assert [p.suffix for p in uploads_dir(cluster).iterdir()].count(".json") == 1
+    status = agent_status(cluster.socket)
+    assert (status.uploads_pending, status.uploads_bytes) == (1, len(data))
     cluster.agent.kill9()
     cluster.start_server()
     cluster.start_agent()

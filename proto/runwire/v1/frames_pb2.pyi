@@ -52,7 +52,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentStatus(_message.Message):
-    __slots__ = ("agent_id", "socket_path", "collector", "collector_connected", "clients", "spool_records", "spool_bytes", "batches_received", "points_received", "records_acked", "oldest_unacked_age_seconds", "frames_rejected", "pid", "uptime_seconds")
+    __slots__ = ("agent_id", "socket_path", "collector", "collector_connected", "clients", "spool_records", "spool_bytes", "batches_received", "points_received", "records_acked", "oldest_unacked_age_seconds", "frames_rejected", "pid", "uptime_seconds", "uploads_pending", "uploads_bytes", "files_committed")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     SOCKET_PATH_FIELD_NUMBER: _ClassVar[int]
     COLLECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +67,9 @@ class AgentStatus(_message.Message):
     FRAMES_REJECTED_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    UPLOADS_PENDING_FIELD_NUMBER: _ClassVar[int]
+    UPLOADS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FILES_COMMITTED_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     socket_path: str
     collector: str
@@ -81,7 +84,10 @@ class AgentStatus(_message.Message):
     frames_rejected: int
     pid: int
     uptime_seconds: float
-    def __init__(self, agent_id: _Optional[str] = ..., socket_path: _Optional[str] = ..., collector: _Optional[str] = ..., collector_connected: _Optional[bool] = ..., clients: _Optional[int] = ..., spool_records: _Optional[int] = ..., spool_bytes: _Optional[int] = ..., batches_received: _Optional[int] = ..., points_received: _Optional[int] = ..., records_acked: _Optional[int] = ..., oldest_unacked_age_seconds: _Optional[float] = ..., frames_rejected: _Optional[int] = ..., pid: _Optional[int] = ..., uptime_seconds: _Optional[float] = ...) -> None: ...
+    uploads_pending: int
+    uploads_bytes: int
+    files_committed: int
+    def __init__(self, agent_id: _Optional[str] = ..., socket_path: _Optional[str] = ..., collector: _Optional[str] = ..., collector_connected: _Optional[bool] = ..., clients: _Optional[int] = ..., spool_records: _Optional[int] = ..., spool_bytes: _Optional[int] = ..., batches_received: _Optional[int] = ..., points_received: _Optional[int] = ..., records_acked: _Optional[int] = ..., oldest_unacked_age_seconds: _Optional[float] = ..., frames_rejected: _Optional[int] = ..., pid: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., uploads_pending: _Optional[int] = ..., uploads_bytes: _Optional[int] = ..., files_committed: _Optional[int] = ...) -> None: ...
 
 class ErrorFrame(_message.Message):
     __slots__ = ("reason",)
