@@ -12,6 +12,7 @@ import pytest
 from runwire import Experiment
 from runwire.live import LaggedEvent, MetricEvent
 from runwire.v1 import live_pb2, live_pb2_grpc
+from tests.procs import wait_for
 
 WAIT_S = 60.0
 
@@ -258,3 +259,10 @@ def test_hundred_concurrent_subscribers_all_receive_everything(workspace, cluste
         assert [e.value for e in events] == [float(i) for i in range(n)]
         sub.close()
     run.complete()
+
+    def open_subscriptions():
+        with urllib.request.urlopen(f"http://{cluster.server.info['http']}/metrics", timeout=30) as r:
+            text = r.read().decode()
+        return "runwire_collector_live_subscribers 0.0" in text
+
+    wait_for(open_subscriptions, WAIT_S, "the collector to drop the closed subscriptions")

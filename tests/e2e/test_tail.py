@@ -70,3 +70,46 @@ def test_tail_follows_live_and_exits_cleanly_on_ctrl_c(cluster, workspace):
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
+
+
+def test_tail_in_a_terminal_draws_the_view_and_quits_on_ctrl_c(cluster, workspace):
+    """The rich view on a pseudo-terminal (as over SSH): it shows the metric, then Ctrl-C exits 0."""
+    import pty
+
+    run = Experiment(workspace, "tail-tty").start_logging(snapshot_directory=None)
+    main, child = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runwire.cli.main", "tail", "--collector", cluster.collector, "--run", run.id],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        env={**os.environ, "TERM": "xterm", "COLUMNS": "120", "LINES": "40"},
+        close_fds=True,
+    )
+    os.close(child)
+    screen = bytearray()
+
+    def shows(text: str) -> bool:
+        import select
+
+        while select.select([main], [], [], 0.05)[0]:
+            try:
+                screen.extend(os.read(main, 65536))
+            except OSError:
+                break
+        return text in screen.decode(errors="replace")
+
+    try:
+        assert wait_for(lambda: shows("Running"), 60, "the view")
+        run.log("throughput", 123.5, step=1)
+        run.flush()
+        assert wait_for(lambda: shows("throughput") and shows("123.5"), 60, "the new metric on screen")
+        proc.send_signal(signal.SIGINT)
+        assert wait_for(lambda: shows("") and proc.poll() is not None, 30, "tail to exit")
+        assert proc.returncode == 0, screen.decode(errors="replace")[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        os.close(main)
+        run.complete()
