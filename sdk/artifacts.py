@@ -158,7 +158,8 @@ class RunFiles:
             dirs.sort()
             for f in sorted(files):
                 full = os.path.join(root, f)
-                items.append((name + full[len(path) :].replace(os.sep, "/"), full))
+                artifact = name + full[len(path) :].replace(os.sep, "/")
+                items.append((artifact if name else artifact.lstrip("/"), full))  # name "": paths as they are
         return self._upload(items)
 
     def _check_names(self, items: list[tuple[str, Any]]) -> list[tuple[str, Any, int | None]]:

@@ -58,6 +58,7 @@ def test_upload_and_download_round_trips(experiment, work):
     (work / "dir" / "sub" / "y.txt").write_text("y")
     run.upload_folder("folder", "dir")
     run.upload_folder("glued", "dir/")  # Azure's quirk: a trailing slash glues the names
+    run.upload_folder("", "dir/sub")  # no prefix: the paths under the folder
     expected = [
         "outputs/model.pkl",
         "notes/stream.txt",
@@ -67,6 +68,7 @@ def test_upload_and_download_round_trips(experiment, work):
         "folder/sub/y.txt",
         "gluedx.txt",
         "gluedsub/y.txt",
+        "y.txt",
     ]
     assert run.get_file_names() == expected
     fetched = Run(experiment, run.id)
@@ -352,6 +354,12 @@ def test_snapshot_of_the_cwd_by_default_and_restore(experiment, work, tmp_path):
         assert zf.read("lib/util.py") == b"x = 1\n"
     default = Run(experiment, run.id).restore_snapshot()  # a temp folder
     assert os.path.isabs(default) and _zip_names(default) == _zip_names(zip_path)
+    # What a submitted run does on its node: unpack the snapshot into a working folder.
+    from runwire import snapshot
+
+    written = snapshot.unpack(run._transport.collector, snapshot_id, tmp_path / "unpacked")
+    assert sorted(written) == [".gitignore", "lib/util.py", "train.py"]
+    assert (tmp_path / "unpacked" / "lib" / "util.py").read_text() == "x = 1\n"
     with pytest.raises(SnapshotException, match="already has one"):
         run.take_snapshot(str(work))
     run.complete()
