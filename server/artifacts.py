@@ -145,6 +145,28 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
         finally:
             partial.close()
 
+    def _commit_many(self, items: list[tuple[str, bytes, artifacts_pb2.UploadHeader, str]]) -> list[str | None]:
+        """Write and commit several small files in one worker call; an error message per file, or None."""
+        out: list[str | None] = []
+        for key, data, h, name in items:
+            try:
+                self._commit_small(key, data, h, name)
+                out.append(None)
+            except InvalidArgument as e:
+                out.append(str(e))
+        return out
+
+    @staticmethod
+    def _valid_header(h: artifacts_pb2.UploadHeader) -> str:
+        """The normalised name of a run artifact's header; InvalidArgument / ArtifactNameError."""
+        if not is_sha256(h.sha256):
+            raise InvalidArgument(f"sha256 {h.sha256!r} is not a lowercase hex sha256 digest")
+        if h.size > limits.MAX_ARTIFACT_BYTES:
+            raise InvalidArgument(
+                f"a file of {h.size} bytes is larger than MAX_ARTIFACT_BYTES ({limits.MAX_ARTIFACT_BYTES})"
+            )
+        return normalize_name(h.name)
+
     async def _check_header(self, h: artifacts_pb2.UploadHeader) -> tuple[str, str]:
         if not is_sha256(h.sha256):
             raise InvalidArgument(f"sha256 {h.sha256!r} is not a lowercase hex sha256 digest")
@@ -255,29 +277,55 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
                     if len(data) > h.size:
                         raise InvalidArgument(f"{h.name!r}: received more than the announced {h.size} bytes")
             results = [artifacts_pb2.UploadResult(upload_id=h.upload_id) for h, _ in files]
-            ready = []  # (index, header, name) of files whose blob is committed
+
+            def refuse(i: int, e: Exception) -> None:
+                code = e.code if isinstance(e, CollectorError) else grpc.StatusCode.INVALID_ARGUMENT
+                results[i].code, results[i].message = code.value[0], str(e)
+
+            checked = []  # (index, header, name, data)
             for i, (h, data) in enumerate(files):
                 try:
                     if len(data) != h.size:
                         raise InvalidArgument(f"{h.name!r}: received {len(data)} of {h.size} bytes")
-                    name, state = await self._check_header(h)
-                    if state != "committed":
-                        key = partial_key(h.run_id, name, h.sha256) + f"\0{uuid.uuid4().hex}"
-                        await self._io(self._commit_small, key, bytes(data), h, name)
-                    ready.append((i, h, name))
+                    checked.append((i, h, self._valid_header(h), data))
                 except (CollectorError, ArtifactNameError) as e:
-                    code = e.code if isinstance(e, CollectorError) else grpc.StatusCode.INVALID_ARGUMENT
-                    results[i].code, results[i].message = code.value[0], str(e)
+                    refuse(i, e)
+            # Names already taken, one read per run; then the new blobs in one worker call.
+            wanted: dict[str, set[str]] = {}
+            for _, h, name, _ in checked:
+                wanted.setdefault(h.run_id, set()).add(name)
+            taken = {run_id: await self._store.get_artifacts(run_id, sorted(names)) for run_id, names in wanted.items()}
+            ready = []  # (index, header, name) of files whose blob is committed
+            writes = []
+            for i, h, name, data in checked:
+                existing = taken[h.run_id].get(name)
+                if existing is None:
+                    writes.append((i, h, name, data))
+                elif h.upload_id and existing.upload_id == h.upload_id and existing.sha256 == h.sha256:
+                    ready.append((i, h, name))  # a retry of a committed upload
+                else:
+                    refuse(i, AlreadyExists(conflict_message(h.run_id, name)))
+            if writes:
+                items = [
+                    (partial_key(h.run_id, name, h.sha256) + f"\0{uuid.uuid4().hex}", bytes(data), h, name)
+                    for _, h, name, data in writes
+                ]
+                for (i, h, name, _), error in zip(writes, await self._io(self._commit_many, items), strict=True):
+                    if error is None:
+                        ready.append((i, h, name))
+                    else:
+                        refuse(i, InvalidArgument(error))
             if ready:
                 await self._durable.wait_many(sorted({h.sha256 for _, h, _ in ready}))
-            for i, h, name in ready:
-                try:
-                    record = await self._store.add_artifact(
-                        ArtifactRecord(h.run_id, name, h.sha256, h.size, h.upload_id, _created(h.created_time))
-                    )
-                    results[i].info.CopyFrom(_info(record))
-                except CollectorError as e:
-                    results[i].code, results[i].message = e.code.value[0], str(e)
+                records = [
+                    ArtifactRecord(h.run_id, name, h.sha256, h.size, h.upload_id, _created(h.created_time))
+                    for _, h, name in ready
+                ]
+                for (i, _, _), outcome in zip(ready, await self._store.add_artifacts(records), strict=True):
+                    if isinstance(outcome, CollectorError):
+                        refuse(i, outcome)
+                    else:
+                        results[i].info.CopyFrom(_info(outcome))
             return artifacts_pb2.UploadBatchResponse(results=results)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
@@ -346,10 +394,11 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
         self, request: artifacts_pb2.CheckArtifactsRequest, context: grpc.aio.ServicerContext
     ) -> artifacts_pb2.CheckArtifactsResponse:
         try:
-            wanted = {normalize_name(n) for n in request.names}
-            found = await self._store.list_artifacts(request.run_id)
-            existing = [a.name for a in found if a.name in wanted]
-            return artifacts_pb2.CheckArtifactsResponse(existing=existing, run_bytes=sum(a.size for a in found))
+            await self._store.get_run(request.run_id)  # NotFound for an unknown run
+            wanted = sorted({normalize_name(n) for n in request.names})
+            found = await self._store.get_artifacts(request.run_id, wanted)
+            run_bytes = await self._store.run_artifact_bytes(request.run_id)
+            return artifacts_pb2.CheckArtifactsResponse(existing=[n for n in wanted if n in found], run_bytes=run_bytes)
         except Exception as e:
             await self._refuse(context, "Check", e)
             raise

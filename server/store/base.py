@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 
+from runwire.server.errors import CollectorError
 from runwire.server.records import (
     ArtifactRecord,
     ExperimentRecord,
@@ -118,6 +119,26 @@ class Store(ABC):
 
     @abstractmethod
     async def get_artifact(self, run_id: str, name: str) -> ArtifactRecord | None: ...
+
+    async def add_artifacts(self, records: Sequence[ArtifactRecord]) -> list[ArtifactRecord | CollectorError]:
+        """`add_artifact` for many files (a backend may do it in one transaction): per record, the
+        stored record or the CollectorError that refused it."""
+        out: list[ArtifactRecord | CollectorError] = []
+        for record in records:
+            try:
+                out.append(await self.add_artifact(record))
+            except CollectorError as e:
+                out.append(e)
+        return out
+
+    async def get_artifacts(self, run_id: str, names: Sequence[str]) -> dict[str, ArtifactRecord]:
+        """The run's artifacts among `names`, by name (a backend may read them at once)."""
+        out = {}
+        for name in names:
+            found = await self.get_artifact(run_id, name)
+            if found is not None:
+                out[name] = found
+        return out
 
     @abstractmethod
     async def list_artifacts(self, run_id: str, prefix: str = "") -> list[ArtifactRecord]:

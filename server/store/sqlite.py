@@ -907,6 +907,36 @@ class SqliteStore(Store):
         )
         return a
 
+    async def add_artifacts(self, records: Sequence[ArtifactRecord]) -> list[ArtifactRecord | CollectorError]:
+        return await self._write(self._add_artifacts_tx, list(records))
+
+    def _add_artifacts_tx(
+        self, conn: sqlite3.Connection, records: list[ArtifactRecord]
+    ) -> list[ArtifactRecord | CollectorError]:
+        out: list[ArtifactRecord | CollectorError] = []
+        for record in records:
+            try:  # each check happens before its insert: a refusal leaves the transaction clean
+                out.append(self._add_artifact_tx(conn, record))
+            except CollectorError as e:
+                out.append(e)
+        return out
+
+    async def get_artifacts(self, run_id: str, names: Sequence[str]) -> dict[str, ArtifactRecord]:
+        return await self._read(self._get_artifacts_tx, run_id, list(names))
+
+    def _get_artifacts_tx(self, conn: sqlite3.Connection, run_id: str, names: list[str]) -> dict[str, ArtifactRecord]:
+        out = {}
+        for lo in range(0, len(names), 500):
+            part = names[lo : lo + 500]
+            rows = conn.execute(
+                f"SELECT {self._ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = ? AND name IN "
+                f"({', '.join('?' * len(part))})",
+                (run_id, *part),
+            ).fetchall()
+            for row in rows:
+                out[row[1]] = ArtifactRecord(*row)
+        return out
+
     async def get_artifact(self, run_id: str, name: str) -> ArtifactRecord | None:
         return await self._read(self._get_artifact_tx, run_id, name)
 
