@@ -133,7 +133,7 @@ class Collector:
         if self.blobs is None:
             self.blobs = LocalArtifactStore(self.data_dir / ARTIFACTS_DIR)
         self.blobs.sweep_partials(server_limits.PARTIAL_UPLOAD_TTL_S)
-        self._artifacts = ArtifactsService(self.store, self.blobs)
+        self._artifacts = ArtifactsService(self.store, self.blobs, live=self.live)
         add_artifacts_servicer(self._artifacts, server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)

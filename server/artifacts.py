@@ -24,6 +24,7 @@ from runwire import limits
 from runwire.artifact_names import ArtifactNameError, conflict_message, normalize_name
 from runwire.server import limits as server_limits
 from runwire.server.blobstore import ArtifactStore, ChecksumMismatch, is_sha256
+from runwire.server.bus import LiveBus
 from runwire.server.errors import AlreadyExists, CollectorError, FailedPrecondition, InvalidArgument, NotFound
 from runwire.server.records import ArtifactRecord, SnapshotRecord
 from runwire.server.store.base import Store
@@ -110,15 +111,20 @@ class _DurabilityBatcher:
 
 
 class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
-    def __init__(self, store: Store, blobs: ArtifactStore) -> None:
+    def __init__(self, store: Store, blobs: ArtifactStore, live: LiveBus | None = None) -> None:
         self._store = store
         self._blobs = blobs
+        self._live = live  # told of every committed artifact (file events for subscribers)
         self._pool = ThreadPoolExecutor(server_limits.ARTIFACT_IO_THREADS, thread_name_prefix="runwire-artifacts")
         self._busy: set[str] = set()  # partial keys with an upload stream in progress
         self._durable = _DurabilityBatcher(lambda shas: self._io(self._blobs.make_durable, shas))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _published(self, record: ArtifactRecord) -> None:
+        if self._live is not None:
+            self._live.publish_file(record.run_id, record.name, record.size)
 
     async def _io(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -241,6 +247,7 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
                 ArtifactRecord(h.run_id, name, h.sha256, h.size, h.upload_id, _created(h.created_time))
             )
             log.debug("artifact committed", extra={"fields": {"run": h.run_id, "name": name, "size": h.size}})
+            self._published(record)
             return _info(record)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
@@ -326,6 +333,7 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
                         refuse(i, outcome)
                     else:
                         results[i].info.CopyFrom(_info(outcome))
+                        self._published(outcome)
             return artifacts_pb2.UploadBatchResponse(results=results)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise

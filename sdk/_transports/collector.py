@@ -24,6 +24,9 @@ from runwire.v1 import runs_pb2, runs_pb2_grpc
 CALL_TIMEOUT_S = 60.0
 """Deadline of one query or lifecycle call to the collector."""
 
+COLLECTOR_WAIT_S = 10.0
+"""How long a call that found the collector unreachable waits for it (e.g. restarting), once."""
+
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_BYTES),
@@ -63,11 +66,23 @@ class CollectorClient:
     def metadata(self) -> tuple:
         return self._metadata
 
-    def call(self, method: str, request: Any) -> Any:
+    def invoke(
+        self, stub: Any, method: str, request: Any, timeout: float = CALL_TIMEOUT_S, wait_s: float = COLLECTOR_WAIT_S
+    ) -> Any:
+        """A unary call. Found unreachable (a collector restarting, a channel in reconnect backoff),
+        it is tried once more, waiting up to `wait_s` for the collector."""
         try:
-            return getattr(self.stub, method)(request, timeout=CALL_TIMEOUT_S, metadata=self._metadata)
+            return getattr(stub, method)(request, timeout=timeout, metadata=self._metadata)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.UNAVAILABLE or wait_s <= 0:
+                raise self._translate(e) from None
+        try:
+            return getattr(stub, method)(request, timeout=wait_s, metadata=self._metadata, wait_for_ready=True)
         except grpc.RpcError as e:
             raise self._translate(e) from None
+
+    def call(self, method: str, request: Any) -> Any:
+        return self.invoke(self.stub, method, request)
 
     def stream(self, method: str, request: Any) -> Iterator[Any]:
         try:
@@ -89,7 +104,8 @@ class CollectorClient:
         return UserErrorException(details or str(e))
 
     def status(self) -> runs_pb2.CollectorStatus:
-        return self.call("GetCollectorStatus", runs_pb2.CollectorStatusRequest())
+        # A status check answers at once: a collector that is down is reported down, not waited for.
+        return self.invoke(self.stub, "GetCollectorStatus", runs_pb2.CollectorStatusRequest(), wait_s=0)
 
     def close(self) -> None:
         if self._channel is not None and self._pid == os.getpid():

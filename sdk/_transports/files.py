@@ -33,12 +33,10 @@ from runwire import frames
 from runwire.limits import FILE_CHUNK_BYTES, MAX_ARTIFACT_BYTES, PROTOCOL_VERSION
 from runwire.v1 import artifacts_pb2, artifacts_pb2_grpc, frames_pb2
 
-from .collector import CALL_TIMEOUT_S, CollectorClient
+from .collector import CALL_TIMEOUT_S, COLLECTOR_WAIT_S, CollectorClient
 
 AGENT_CONNECT_TIMEOUT_S = 5.0
 """How long the SDK waits for the agent to answer when it opens its file connection."""
-COLLECTOR_WAIT_S = 10.0
-"""How long an artifact call that found the collector unreachable waits for it (e.g. restarting) once."""
 
 
 class AgentUnavailable(Exception):
@@ -271,18 +269,8 @@ def artifacts_stub(client: CollectorClient) -> artifacts_pb2_grpc.ArtifactsStub:
 def call(
     client: CollectorClient, method: str, request, timeout: float = CALL_TIMEOUT_S, wait_s: float = COLLECTOR_WAIT_S
 ):
-    """A unary Artifacts call. Found unreachable (a collector restarting, a channel in reconnect
-    backoff), it is tried once more, waiting up to `wait_s` for the collector."""
-    stub = artifacts_stub(client)
-    try:
-        return getattr(stub, method)(request, timeout=timeout, metadata=client._metadata)
-    except grpc.RpcError as e:
-        if e.code() != grpc.StatusCode.UNAVAILABLE or wait_s <= 0:
-            raise client._translate(e) from None
-    try:
-        return getattr(stub, method)(request, timeout=wait_s, metadata=client._metadata, wait_for_ready=True)
-    except grpc.RpcError as e:
-        raise client._translate(e) from None
+    """A unary Artifacts call, tried once more when the collector is found unreachable."""
+    return client.invoke(artifacts_stub(client), method, request, timeout, wait_s)
 
 
 def _seekable_copy(stream: BinaryIO) -> tuple[BinaryIO, bool]:

@@ -266,3 +266,16 @@ def test_hundred_concurrent_subscribers_all_receive_everything(workspace, cluste
         return "runwire_collector_live_subscribers 0.0" in text
 
     wait_for(open_subscriptions, WAIT_S, "the collector to drop the closed subscriptions")
+
+
+def test_file_events_follow_committed_uploads(workspace, tmp_path):
+    run = Experiment(workspace, "live-files").start_logging(snapshot_directory=None)
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"\x00" * 1234)
+    with run.subscribe(kinds="file") as sub:
+        run.upload_file("outputs/model.bin", str(model))
+        run.flush()
+        events = collect(sub, lambda evs: any(e.kind == "file" for e in evs))
+    (event,) = [e for e in events if e.kind == "file"]
+    assert (event.run_id, event.path, event.size) == (run.id, "outputs/model.bin", 1234)
+    run.complete()
