@@ -45,6 +45,8 @@ CLIENT_NAME = "runwire-sdk/0.1.0"
 DRAIN_MAX_POINTS = 16_384
 """Scalar points the sender encodes in one slice before letting other threads run."""
 DRAIN_MAX_CALLS = 256
+SPOOL_PUMP_SLICE_BYTES = 8 * 1024 * 1024
+"""Bytes of the SDK spool file read into memory at a time when handing it to the agent."""
 """log_list/log_row/log_table calls the sender encodes in one slice."""
 
 
@@ -85,6 +87,7 @@ class Producer:
         self._unacked_bytes = 0
         self._spool = SdkSpool(self.spool_dir, self.producer_id)
         self._spool_pending_upto = 0  # the spool file stays until the agent acks this seq
+        self._acked_upto = 0  # highest seq the agent acknowledged (seqs only grow)
         self._flushes: dict[int, _Flush] = {}
         self._next_token = 1
         self._sock: socket.socket | None = None
@@ -305,20 +308,21 @@ class Producer:
             self._spool.append(seq, frame)
 
     def _pump_spool(self) -> None:
-        """Move spooled batches onto the socket while the agent keeps up."""
-        if not self._spool.records or self._unacked_bytes >= SDK_MAX_UNACKED_BYTES:
-            return
-        records = self._spool.read()
-        with self._cond:
-            for seq, frame in records:
-                if seq not in self._unacked:
-                    self._unacked[seq] = frame
-                    self._unacked_bytes += len(frame)
-                    self._out += frame
-            # The file stays until the agent acknowledges its last record (see _on_ack).
-            self._spool_pending_upto = self._spool.max_seq
-            self._spool.records = 0
-        self._write_some()
+        """Move spooled batches onto the socket, a slice at a time, while the agent keeps up."""
+        while self._spool.records and self._unacked_bytes < SDK_MAX_UNACKED_BYTES:
+            records = self._spool.read_next(SPOOL_PUMP_SLICE_BYTES)
+            with self._cond:
+                for seq, frame in records:
+                    if seq > self._acked_upto and seq not in self._unacked:
+                        self._unacked[seq] = frame
+                        self._unacked_bytes += len(frame)
+                        self._out += frame
+                if not self._spool.records:
+                    # The file stays until the agent acknowledges its last record (see _on_frame).
+                    self._spool_pending_upto = self._spool.max_seq
+            self._write_some()
+            if self._sock is None:
+                return
 
     def _queue_flushes(self) -> None:
         with self._cond:
@@ -392,13 +396,10 @@ class Producer:
         with self._cond:
             if self._sock is not None or not self._unacked:
                 return
-            spooled = set()
-            if self._spool.records or self._spool_pending_upto:
-                spooled = {seq for seq, _ in self._spool.read()}
             for seq, frame in self._unacked.items():
-                if seq not in spooled:
+                if not self._spool.holds(seq):  # batches pumped from the file are still in it
                     self._spool.append(seq, frame)
-            self._spool.records = len(spooled | set(self._unacked))
+            self._spool.rewind()
             self._unacked.clear()
             self._unacked_bytes = 0
             self._spool_pending_upto = 0
@@ -477,6 +478,7 @@ class Producer:
         with self._cond:
             if kind == "batch_ack":
                 acked = frame.batch_ack.seq
+                self._acked_upto = max(self._acked_upto, acked)
                 while self._unacked:
                     seq = next(iter(self._unacked))
                     if seq > acked:

@@ -6,6 +6,7 @@ producer lives, so `runwire sync` only delivers the spools of processes that are
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import logging
 import os
@@ -26,9 +27,12 @@ class SdkSpool:
     def __init__(self, folder: Path, producer_id: str) -> None:
         self.path = folder / f"{producer_id}{SPOOL_SUFFIX}"
         self._fd: int | None = None
-        self.records = 0
+        self.records = 0  # records after the read cursor (not yet handed to the agent)
+        self.total = 0  # records in the file
         self.bytes = 0
         self.max_seq = 0
+        self.cursor = 0  # byte offset of the next record to hand to the agent
+        self._ranges: list[list[int]] = []  # seqs in the file, as [first, last] runs
 
     def _open(self) -> int:
         if self._fd is None:
@@ -42,13 +46,43 @@ class SdkSpool:
         fd = self._open()
         os.write(fd, RECORD.pack(len(body), zlib.crc32(body), seq) + body)
         self.records += 1
+        self.total += 1
         self.bytes += RECORD.size + len(body)
         self.max_seq = max(self.max_seq, seq)
+        if self._ranges and seq == self._ranges[-1][1] + 1:
+            self._ranges[-1][1] = seq
+        else:
+            self._ranges.append([seq, seq])
 
-    def read(self) -> list[tuple[int, bytes]]:
+    def holds(self, seq: int) -> bool:
+        i = bisect.bisect_right(self._ranges, [seq, float("inf")]) - 1
+        return i >= 0 and self._ranges[i][0] <= seq <= self._ranges[i][1]
+
+    def read_next(self, max_bytes: int) -> list[tuple[int, bytes]]:
+        """Records from the cursor on, about `max_bytes` of them, advancing the cursor; a damaged
+        record is reported and skipped."""
+        out: list[tuple[int, bytes]] = []
         if self._fd is None:
-            return []
-        return list(read_records(self.path))
+            return out
+        taken = 0
+        while self.cursor + RECORD.size <= self.bytes and (not out or taken < max_bytes):
+            length, crc, seq = RECORD.unpack(os.pread(self._fd, RECORD.size, self.cursor))
+            body = os.pread(self._fd, length, self.cursor + RECORD.size)
+            self.cursor += RECORD.size + length
+            self.records = max(0, self.records - 1)
+            taken += length
+            if len(body) != length or zlib.crc32(body) != crc:
+                log.error(
+                    "damaged record in SDK spool %s before offset %d (seq %d); skipped", self.path, self.cursor, seq
+                )
+                continue
+            out.append((seq, body))
+        return out
+
+    def rewind(self) -> None:
+        """Hand every record to the agent again (after a lost connection)."""
+        self.cursor = 0
+        self.records = self.total
 
     def remove(self) -> None:
         """Delete the file (every record in it is acknowledged)."""
@@ -59,7 +93,8 @@ class SdkSpool:
                 pass
             os.close(self._fd)
             self._fd = None
-        self.records = self.bytes = 0
+        self.records = self.total = self.bytes = self.cursor = 0
+        self._ranges = []
 
     def release(self) -> None:
         """Close without deleting: the records stay for `runwire sync`."""

@@ -174,3 +174,17 @@ def test_unreachable_agent_spools_then_runwire_sync_delivers(workspace, cluster,
         [sys.executable, "-m", "runwire.cli.main", "sync"], env={**os.environ, **env}, capture_output=True, text=True
     )
     assert again.returncode == 0 and "nothing to deliver" in again.stdout
+
+
+def test_agent_down_while_logging_then_back_delivers_without_sync(workspace, cluster):
+    run = Experiment(workspace, "agent-outage").start_logging(snapshot_directory=None)
+    run.log("v", -1)
+    run.flush()
+    cluster.agent.kill9()
+    for i in range(20_000):
+        run.log("v", i)
+    wait_for(lambda: run._producer.stats()["spooled_batches"] > 0, 30, "the SDK to spool while the agent is away")
+    cluster.start_agent()
+    run.complete()
+    assert run.get_metrics()["v"] == [-1, *range(20_000)]
+    assert not list((cluster.root / "sdk-spool").glob("*.spool"))
