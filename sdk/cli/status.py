@@ -37,13 +37,13 @@ def run(args: argparse.Namespace) -> int:
         report["collector"].update(up=False, error=str(e))
     finally:
         client.close()
-    report["agent"] = {"socket": endpoint.agent_socket}
+    report["agent"] = {"socket": endpoint.agent_socket}  # "clients" leaves out this query's own connection
     if endpoint.agent_socket:
         try:
             a = agent_status(endpoint.agent_socket)
             report["agent"].update(
                 up=True, agent_id=a.agent_id, collector=a.collector, collector_connected=a.collector_connected,
-                clients=a.clients, spool_records=a.spool_records, spool_bytes=a.spool_bytes,
+                clients=max(0, a.clients - 1), spool_records=a.spool_records, spool_bytes=a.spool_bytes,
                 lag_s=round(a.oldest_unacked_age_seconds, 3), batches_received=a.batches_received,
                 points_received=a.points_received, frames_rejected=a.frames_rejected, pid=a.pid,
                 uptime_s=round(a.uptime_seconds, 1), uploads_pending=a.uploads_pending,
