@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PAGE_SIZE = 16384
 """SQLite page size for new databases: fewer overflow pages per chunk blob."""
 READ_PREFETCH_BYTES = 8 * 1024 * 1024
@@ -126,6 +126,10 @@ CREATE TABLE IF NOT EXISTS dedup (
     seq INTEGER NOT NULL,
     PRIMARY KEY (producer_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS producers (
+    producer_id TEXT PRIMARY KEY,
+    floor INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS artifacts (
     id INTEGER PRIMARY KEY,
     run_id TEXT NOT NULL REFERENCES runs (id),
@@ -183,6 +187,7 @@ class SqliteStore(Store):
         self._series: OrderedDict[tuple[str, str], SeriesState] = OrderedDict()
         self._tail_bytes = 0
         self._run_series: dict[str, int] = {}
+        self._floors: dict[str, int] = {}  # producer -> dedup floor, as committed (writer thread)
 
     @property
     def path(self) -> Path:
@@ -275,6 +280,7 @@ class SqliteStore(Store):
         except BaseException as e:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._floors.clear()  # may be ahead of what was rolled back
             if not isinstance(e, CollectorError):
                 self._reset_caches()
             raise
@@ -611,9 +617,13 @@ class SqliteStore(Store):
         pending: dict[int, _Pending] = {}
         run_warnings: dict[str, list[str]] = {}
         outcomes = []
+        producers: set[str] = set()
         for unit in units:
             out = IngestOutcome()
             for batch in unit.batches:
+                if 0 < batch.seq <= self._floor(conn, batch.producer_id):
+                    out.duplicate_batches += 1
+                    continue
                 cur = conn.execute(
                     "INSERT OR IGNORE INTO dedup (producer_id, seq) VALUES (?, ?)",
                     (batch.producer_id, _signed64(batch.seq)),
@@ -621,6 +631,7 @@ class SqliteStore(Store):
                 if cur.rowcount == 0:
                     out.duplicate_batches += 1
                     continue
+                producers.add(batch.producer_id)
                 out.batches_committed += 1
                 for points in batch.metrics:
                     self._stage(conn, points, out, pending, run_warnings)
@@ -647,8 +658,44 @@ class SqliteStore(Store):
         )
         for run_id, warnings in run_warnings.items():
             self._append_run_warnings(conn, run_id, warnings)
+        for producer_id in producers:
+            self._raise_floor(conn, producer_id)
         self._evict()
         return outcomes
+
+    # --- deduplication keys ---------------------------------------------------------------------------
+    # A producer numbers its batches 1, 2, 3, ... Its *floor* is the highest seq below which every
+    # batch is committed: those are duplicates by comparison, and their dedup rows are deleted. Only
+    # batches above the floor (arrived out of order, or after a gap) keep a row, so the table stays
+    # small however long a producer lives.
+
+    def _floor(self, conn: sqlite3.Connection, producer_id: str) -> int:
+        floor = self._floors.get(producer_id)
+        if floor is None:
+            row = conn.execute("SELECT floor FROM producers WHERE producer_id = ?", (producer_id,)).fetchone()
+            floor = row[0] if row else 0
+            if len(self._floors) >= server_limits.STORE_SERIES_CACHE_ENTRIES:
+                self._floors.clear()
+            self._floors[producer_id] = floor
+        return floor
+
+    def _raise_floor(self, conn: sqlite3.Connection, producer_id: str) -> None:
+        floor = new = self._floor(conn, producer_id)
+        rows = conn.execute(
+            "SELECT seq FROM dedup WHERE producer_id = ? AND seq > ? ORDER BY seq", (producer_id, floor)
+        ).fetchall()
+        for (seq,) in rows:
+            if seq != new + 1:
+                break
+            new = seq
+        if new > floor:
+            conn.execute("DELETE FROM dedup WHERE producer_id = ? AND seq > 0 AND seq <= ?", (producer_id, new))
+            conn.execute(
+                "INSERT INTO producers (producer_id, floor) VALUES (?, ?) "
+                "ON CONFLICT (producer_id) DO UPDATE SET floor = excluded.floor",
+                (producer_id, new),
+            )
+            self._floors[producer_id] = new
 
     def _stage(
         self,

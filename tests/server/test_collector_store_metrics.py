@@ -279,6 +279,63 @@ async def test_duplicate_batches_are_skipped(store, run):
     assert await values(store, run, "m") == [1.0, 2.0, 3.0, 4.0, 5.0]
 
 
+async def test_dedup_floor_keeps_the_table_small_and_still_refuses_replays(store, run, tmp_path):
+    def commit(seq: int, value: float):
+        return store.commit([decode_request(request(seq, batch("prod", seq, points(run, "m", [value]))))])
+
+    for seq in (1, 2, 3, 5):  # 4 is late
+        await commit(seq, float(seq))
+
+    def dedup_rows() -> list[tuple[str, int]]:
+        con = sqlite3.connect(tmp_path / "store.sqlite3")
+        try:
+            return con.execute("SELECT producer_id, seq FROM dedup ORDER BY seq").fetchall()
+        finally:
+            con.close()
+
+    assert dedup_rows() == [("prod", 5)]  # 1-3 are under the floor; 5 waits for 4
+    (replay,) = await commit(2, 99.0)
+    assert replay.duplicate_batches == 1
+    await commit(4, 4.0)
+    assert dedup_rows() == []
+    for seq in (1, 4, 5):
+        (again,) = await commit(seq, 99.0)
+        assert again.duplicate_batches == 1
+    await store.close()
+    reopened = SqliteStore(tmp_path / "store.sqlite3")  # the floor is persisted, not only cached
+    await reopened.open()
+    try:
+        (again,) = await reopened.commit([decode_request(request(9, batch("prod", 3, points(run, "m", [9.0]))))])
+        assert again.duplicate_batches == 1
+        assert await values(reopened, run, "m") == [1.0, 2.0, 3.0, 5.0, 4.0]
+    finally:
+        await reopened.close()
+    await store.open()
+
+
+async def test_schema_v1_database_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    s = SqliteStore(path)
+    await s.open()
+    await s.close()
+    con = sqlite3.connect(path)
+    con.execute("DROP TABLE producers")
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    con.close()
+    s = SqliteStore(path)
+    await s.open()
+    try:
+        await s.create_run(NewRun(experiment_name="exp", run_id="r", status="Running"))
+        (out,) = await s.commit([decode_request(request(1, batch("p", 1, points("r", "m", [1.0]))))])
+        assert out.batches_committed == 1
+    finally:
+        await s.close()
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    con.close()
+
+
 async def test_duplicate_batch_does_not_repeat_warnings(store, run):
     req = request(1, batch("prod", 1, points(run, "m", [1.0]), points(run, "m", ["s"])))
     (first,) = await store.commit([decode_request(req)])
