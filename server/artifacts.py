@@ -25,7 +25,7 @@ from runwire.artifact_names import ArtifactNameError, conflict_message, normaliz
 from runwire.server import limits as server_limits
 from runwire.server.blobstore import ArtifactStore, ChecksumMismatch, is_sha256
 from runwire.server.bus import LiveBus
-from runwire.server.errors import AlreadyExists, CollectorError, FailedPrecondition, InvalidArgument, NotFound
+from runwire.server.errors import AlreadyExists, CollectorError, FailedPrecondition, InvalidArgument, NotFound, refuse
 from runwire.server.records import ArtifactRecord, SnapshotRecord
 from runwire.server.store.base import Store
 from runwire.v1 import artifacts_pb2, artifacts_pb2_grpc
@@ -131,13 +131,9 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
 
     @staticmethod
     async def _refuse(context: grpc.aio.ServicerContext, rpc: str, e: Exception) -> None:
-        if isinstance(e, CollectorError):
-            log.info("refused", extra={"fields": {"rpc": rpc, "code": e.code.name, "reason": str(e)}})
-            await context.abort(e.code, str(e))
         if isinstance(e, ArtifactNameError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        log.exception("request failed", extra={"fields": {"rpc": rpc}})
-        await context.abort(grpc.StatusCode.INTERNAL, f"{rpc} failed: {type(e).__name__}: {e}")
+        await refuse(context, rpc, e)
 
     # --- upload -----------------------------------------------------------------------------------
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import grpc
+
+log = logging.getLogger("runwire.server")
 
 
 class CollectorError(Exception):
@@ -25,3 +29,13 @@ class AlreadyExists(CollectorError):
 
 class FailedPrecondition(CollectorError):
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def refuse(context: grpc.aio.ServicerContext, rpc: str, e: Exception) -> None:
+    """Abort the RPC: a `CollectorError` with its status code and message, anything else as INTERNAL
+    (logged with its traceback). Never returns: `context.abort` raises."""
+    if isinstance(e, CollectorError):
+        log.info("refused", extra={"fields": {"rpc": rpc, "code": e.code.name, "reason": str(e)}})
+        await context.abort(e.code, str(e))
+    log.exception("request failed", extra={"fields": {"rpc": rpc}})
+    await context.abort(grpc.StatusCode.INTERNAL, f"{rpc} failed: {type(e).__name__}: {e}")

@@ -17,7 +17,7 @@ import grpc
 from runwire import limits
 from runwire.server import rules
 from runwire.server.bus import LiveBus, status_event, tag_event
-from runwire.server.errors import CollectorError, InvalidArgument
+from runwire.server.errors import CollectorError, InvalidArgument, refuse
 from runwire.server.records import (
     ExperimentRecord,
     NewRun,
@@ -87,14 +87,9 @@ def _refusals(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
     async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
         try:
             return await fn(self, request, context)
-        except CollectorError as e:
-            log.info("refused", extra={"fields": {"rpc": fn.__name__, "code": e.code.name, "reason": str(e)}})
-            await context.abort(e.code, str(e))
-            raise  # not reached: abort raises
         except Exception as e:
-            log.exception("request failed", extra={"fields": {"rpc": fn.__name__}})
-            await context.abort(grpc.StatusCode.INTERNAL, f"{fn.__name__} failed: {type(e).__name__}: {e}")
-            raise
+            await refuse(context, fn.__name__, e)
+            raise  # not reached: abort raises
 
     return handler
 
