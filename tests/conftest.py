@@ -17,6 +17,15 @@ def _isolated_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def work(tmp_path, monkeypatch):
+    """An empty working folder as the cwd (so snapshots and ./outputs stay small and local)."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+@pytest.fixture
 def cluster(request):
     """A real collector and agent (separate processes) on a temp socket and an ephemeral port."""
     root = short_tmpdir()

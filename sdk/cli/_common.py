@@ -13,10 +13,11 @@ from runwire.v1 import frames_pb2
 AGENT_QUERY_TIMEOUT_S = 5.0
 
 
-def add_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
+def add_endpoint_arguments(parser: argparse.ArgumentParser, agent: bool = True) -> None:
     parser.add_argument("--config", default=None, help="config file (default: the search of Workspace.from_config)")
     parser.add_argument("--collector", default=None, help="collector HOST:PORT (overrides the config)")
-    parser.add_argument("--socket", default=None, help="agent socket path (overrides the config)")
+    if agent:
+        parser.add_argument("--socket", default=None, help="agent socket path (overrides the config)")
 
 
 def endpoint_from_args(args: argparse.Namespace) -> Endpoint:
@@ -29,7 +30,7 @@ def endpoint_from_args(args: argparse.Namespace) -> Endpoint:
         endpoint = load_endpoint(args.config)
     if args.collector:
         endpoint.collector = args.collector
-    if args.socket:
+    if getattr(args, "socket", None):
         endpoint.agent_socket = args.socket
     return endpoint
 

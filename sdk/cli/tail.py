@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runwire._transports import Transport
-from runwire.config import Endpoint, load_endpoint
+from runwire.cli._common import add_endpoint_arguments, endpoint_from_args
 
 SPARK_POINTS = 40
 """Values of each metric the sparkline of `runwire tail` shows (the most recent ones)."""
@@ -29,8 +29,6 @@ _BARS = "▁▂▃▄▅▆▇█"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None, help="config file (default: the search of Workspace.from_config)")
-    parser.add_argument("--collector", default=None, help="collector HOST:PORT (overrides the config)")
     parser.add_argument("--experiment", default="", help="follow every run of this experiment")
     parser.add_argument("--run", default="", help="follow this run (id)")
     parser.add_argument("--children", action="store_true", help="with --run: its child runs too")
@@ -39,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-history", action="store_true", help="start from now instead of what is stored")
     parser.add_argument("--once", action="store_true", help="print one snapshot of what is stored and exit")
+    add_endpoint_arguments(parser, agent=False)
 
 
 def sparkline(values: Any) -> str:
@@ -159,19 +158,6 @@ def render(state: TailState, title: str) -> Any:
     return Group(*parts)
 
 
-def _endpoint(args: argparse.Namespace) -> Endpoint:
-    if args.collector and not args.config:
-        try:
-            endpoint = load_endpoint()
-        except Exception:
-            endpoint = Endpoint(collector=args.collector, agent_socket=None)
-    else:
-        endpoint = load_endpoint(args.config)
-    if args.collector:
-        endpoint.collector = args.collector
-    return endpoint
-
-
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
@@ -179,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     if args.children and not args.run:
         print("runwire tail: --children needs --run", file=sys.stderr)
         return 2
-    transport = Transport(_endpoint(args))
+    transport = Transport(endpoint_from_args(args))
     what = f"run {args.run}" if args.run else (f"experiment {args.experiment}" if args.experiment else "all runs")
     try:
         sub = transport.subscribe(

@@ -27,15 +27,6 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
 @pytest.fixture
-def work(tmp_path, monkeypatch):
-    """An empty working folder as the cwd (so snapshots and ./outputs stay small and local)."""
-    folder = tmp_path / "work"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
-
-
-@pytest.fixture
 def experiment(workspace, work):
     return Experiment(workspace, "files")
 

@@ -25,14 +25,6 @@ RSS_BOUND_MIB = 300
 
 
 @pytest.fixture
-def work(tmp_path, monkeypatch):
-    folder = tmp_path / "work"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
-
-
-@pytest.fixture
 def experiment(workspace, work):
     return Experiment(workspace, "crash-files")
 
