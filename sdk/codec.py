@@ -230,16 +230,13 @@ def decode_column(col: pb.Column, count: int) -> DecodedColumn:
 
 
 def decode_points(mp: pb.MetricPoints) -> DecodedPoints:
-    count = mp.count
-    if count == 0:
+    """Decode points sent by a producer, checking their shape against their kind."""
+    if mp.count == 0:
         raise CodecError(f"metric {mp.name!r}: no rows")
-    timestamps = decode_deltas(mp.timestamps, count)
-    steps = decode_deltas(mp.steps, count) if mp.steps else None
-    columns: dict[str, DecodedColumn] = {}
-    for col in mp.columns:
-        if col.name in columns:
-            raise CodecError(f"metric {mp.name!r}: column {col.name!r} appears twice")
-        columns[col.name] = decode_column(col, count)
+    points = decode_points_unchecked(mp)
+    columns = points.columns
+    if len(columns) != len(mp.columns):
+        raise CodecError(f"metric {mp.name!r}: a column appears twice")
     if not columns:
         raise CodecError(f"metric {mp.name!r}: no columns")
     if mp.kind in (SCALAR, LIST, IMAGE) and list(columns) != [""]:
@@ -248,7 +245,7 @@ def decode_points(mp: pb.MetricPoints) -> DecodedPoints:
         raise CodecError(f"metric {mp.name!r}: table columns need names")
     if mp.kind not in KIND_NAMES:
         raise CodecError(f"metric {mp.name!r}: unknown kind {mp.kind}")
-    return DecodedPoints(count, timestamps, steps, columns)
+    return points
 
 
 # --- concatenation (the store appends rows to a series chunk by chunk) ----------------------------
