@@ -108,11 +108,6 @@ def load_endpoint(path: str | os.PathLike[str] | None = None, file_name: str | N
                     data = {**json.loads(home.read_text()), **data}
                 except (OSError, ValueError):
                     pass
-    elif path is not None and not os.environ.get("RUNWIRE_COLLECTOR"):
-        raise UserErrorException(
-            f"We could not find config.json in: {Path(path).resolve()} or in its parent directories. "
-            "Start runwire with `runwire up` (it writes ~/.runwire/config.json), or set RUNWIRE_COLLECTOR."
-        )
 
     collector = os.environ.get("RUNWIRE_COLLECTOR") or data.get("collector")
     if not collector:

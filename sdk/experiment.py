@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from runwire.exceptions import UserErrorException
-from runwire.run import Run, _filter, _user
+from runwire.run import Run, _filter, _str_values, _user
 
 if TYPE_CHECKING:
     from runwire.live import Subscription
@@ -89,8 +89,6 @@ class Experiment:
         elif outputs is False:
             outputs = None
         tags = params.get("tags") or {}
-        from runwire.run import _str_values
-
         properties = {"azureml.runsource": "experiment", "runwire.submitted_by": _user()}
         snapshot_directory = params.get("snapshot_directory", ".")
         if snapshot_directory is not None:
