@@ -75,3 +75,13 @@ SNAPSHOT_MAX_BYTES = 300 * 1024 * 1024
 """Bytes of the files of one snapshot (after ignore rules); more raises SnapshotException."""
 SNAPSHOT_MAX_FILES = 2000
 """Files in one snapshot (after ignore rules); more raises SnapshotException."""
+
+# --- script runs on compute targets (issue 4) -------------------------------------------------------
+MAX_LOG_LINE_LENGTH = 16_384
+"""Characters of one captured log line kept; a longer line is cut into pieces of this length."""
+MAX_JOB_ARGUMENTS = 10_000
+"""Arguments of one ScriptRunConfig."""
+JOB_CANCEL_GRACE_S = 10.0
+"""Seconds a canceled job's process group gets between SIGTERM and SIGKILL."""
+NODE_HEARTBEAT_S = 2.0
+"""How often an agent tells the collector which leases it still runs."""

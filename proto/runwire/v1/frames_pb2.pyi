@@ -149,8 +149,14 @@ class FileDone(_message.Message):
     conflict: bool
     def __init__(self, upload_id: _Optional[str] = ..., error: _Optional[str] = ..., conflict: _Optional[bool] = ...) -> None: ...
 
+class Claim(_message.Message):
+    __slots__ = ("run_ids",)
+    RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    run_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class ClientFrame(_message.Message):
-    __slots__ = ("hello", "batch", "flush", "status", "file_begin", "file_chunk", "file_end", "file_wait")
+    __slots__ = ("hello", "batch", "flush", "status", "file_begin", "file_chunk", "file_end", "file_wait", "claim")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     FLUSH_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +165,7 @@ class ClientFrame(_message.Message):
     FILE_CHUNK_FIELD_NUMBER: _ClassVar[int]
     FILE_END_FIELD_NUMBER: _ClassVar[int]
     FILE_WAIT_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     batch: _metrics_pb2.Batch
     flush: FlushRequest
@@ -167,7 +174,8 @@ class ClientFrame(_message.Message):
     file_chunk: FileChunk
     file_end: FileEnd
     file_wait: FileWait
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., batch: _Optional[_Union[_metrics_pb2.Batch, _Mapping]] = ..., flush: _Optional[_Union[FlushRequest, _Mapping]] = ..., status: _Optional[_Union[StatusRequest, _Mapping]] = ..., file_begin: _Optional[_Union[FileBegin, _Mapping]] = ..., file_chunk: _Optional[_Union[FileChunk, _Mapping]] = ..., file_end: _Optional[_Union[FileEnd, _Mapping]] = ..., file_wait: _Optional[_Union[FileWait, _Mapping]] = ...) -> None: ...
+    claim: Claim
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., batch: _Optional[_Union[_metrics_pb2.Batch, _Mapping]] = ..., flush: _Optional[_Union[FlushRequest, _Mapping]] = ..., status: _Optional[_Union[StatusRequest, _Mapping]] = ..., file_begin: _Optional[_Union[FileBegin, _Mapping]] = ..., file_chunk: _Optional[_Union[FileChunk, _Mapping]] = ..., file_end: _Optional[_Union[FileEnd, _Mapping]] = ..., file_wait: _Optional[_Union[FileWait, _Mapping]] = ..., claim: _Optional[_Union[Claim, _Mapping]] = ...) -> None: ...
 
 class AgentFrame(_message.Message):
     __slots__ = ("hello_ack", "batch_ack", "flush_ack", "status", "error", "file_ack", "file_done")

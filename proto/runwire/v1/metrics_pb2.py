@@ -24,23 +24,27 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18runwire/v1/metrics.proto\x12\nrunwire.v1\"i\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x04type\x18\x02 \x01(\x0e\x32\x15.runwire.v1.ValueType\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0f\n\x07strings\x18\x04 \x03(\t\x12\r\n\x05nulls\x18\x05 \x03(\r\"\xbe\x01\n\x0cMetricPoints\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.runwire.v1.MetricKind\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\r\n\x05\x63ount\x18\x05 \x01(\r\x12\x12\n\ntimestamps\x18\x06 \x01(\x0c\x12\r\n\x05steps\x18\x07 \x01(\x0c\x12#\n\x07\x63olumns\x18\x08 \x03(\x0b\x32\x12.runwire.v1.Column\"T\n\x05\x42\x61tch\x12\x13\n\x0bproducer_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12)\n\x07metrics\x18\x03 \x03(\x0b\x32\x18.runwire.v1.MetricPoints\"1\n\x0b\x42\x61tchBundle\x12\"\n\x07\x62\x61tches\x18\x01 \x03(\x0b\x32\x11.runwire.v1.Batch*\x85\x01\n\nMetricKind\x12\x1b\n\x17METRIC_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12METRIC_KIND_SCALAR\x10\x01\x12\x14\n\x10METRIC_KIND_LIST\x10\x02\x12\x15\n\x11METRIC_KIND_TABLE\x10\x03\x12\x15\n\x11METRIC_KIND_IMAGE\x10\x04*v\n\tValueType\x12\x13\n\x0fVALUE_TYPE_NONE\x10\x00\x12\x14\n\x10VALUE_TYPE_FLOAT\x10\x01\x12\x12\n\x0eVALUE_TYPE_INT\x10\x02\x12\x13\n\x0fVALUE_TYPE_BOOL\x10\x03\x12\x15\n\x11VALUE_TYPE_STRING\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18runwire/v1/metrics.proto\x12\nrunwire.v1\"i\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x04type\x18\x02 \x01(\x0e\x32\x15.runwire.v1.ValueType\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0f\n\x07strings\x18\x04 \x03(\t\x12\r\n\x05nulls\x18\x05 \x03(\r\"\xbe\x01\n\x0cMetricPoints\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.runwire.v1.MetricKind\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\r\n\x05\x63ount\x18\x05 \x01(\r\x12\x12\n\ntimestamps\x18\x06 \x01(\x0c\x12\r\n\x05steps\x18\x07 \x01(\x0c\x12#\n\x07\x63olumns\x18\x08 \x03(\x0b\x32\x12.runwire.v1.Column\"K\n\x08LogLines\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\nfirst_line\x18\x03 \x01(\x04\x12\r\n\x05lines\x18\x04 \x03(\t\"\xad\x01\n\x0cStatusChange\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x10\n\x08lease_id\x18\x03 \x01(\t\x12\x16\n\x0eonly_if_active\x18\x04 \x01(\x08\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12\x15\n\rerror_message\x18\x06 \x01(\t\x12\x1a\n\x12\x65rror_details_json\x18\x07 \x01(\t\x12\x0c\n\x04time\x18\x08 \x01(\x01\"\xa4\x01\n\x05\x42\x61tch\x12\x13\n\x0bproducer_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12)\n\x07metrics\x18\x03 \x03(\x0b\x32\x18.runwire.v1.MetricPoints\x12\"\n\x04logs\x18\x04 \x03(\x0b\x32\x14.runwire.v1.LogLines\x12*\n\x08statuses\x18\x05 \x03(\x0b\x32\x18.runwire.v1.StatusChange\"1\n\x0b\x42\x61tchBundle\x12\"\n\x07\x62\x61tches\x18\x01 \x03(\x0b\x32\x11.runwire.v1.Batch*\x85\x01\n\nMetricKind\x12\x1b\n\x17METRIC_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12METRIC_KIND_SCALAR\x10\x01\x12\x14\n\x10METRIC_KIND_LIST\x10\x02\x12\x15\n\x11METRIC_KIND_TABLE\x10\x03\x12\x15\n\x11METRIC_KIND_IMAGE\x10\x04*v\n\tValueType\x12\x13\n\x0fVALUE_TYPE_NONE\x10\x00\x12\x14\n\x10VALUE_TYPE_FLOAT\x10\x01\x12\x12\n\x0eVALUE_TYPE_INT\x10\x02\x12\x13\n\x0fVALUE_TYPE_BOOL\x10\x03\x12\x15\n\x11VALUE_TYPE_STRING\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'runwire.v1.metrics_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_METRICKIND']._serialized_start=478
-  _globals['_METRICKIND']._serialized_end=611
-  _globals['_VALUETYPE']._serialized_start=613
-  _globals['_VALUETYPE']._serialized_end=731
+  _globals['_METRICKIND']._serialized_start=812
+  _globals['_METRICKIND']._serialized_end=945
+  _globals['_VALUETYPE']._serialized_start=947
+  _globals['_VALUETYPE']._serialized_end=1065
   _globals['_COLUMN']._serialized_start=40
   _globals['_COLUMN']._serialized_end=145
   _globals['_METRICPOINTS']._serialized_start=148
   _globals['_METRICPOINTS']._serialized_end=338
-  _globals['_BATCH']._serialized_start=340
-  _globals['_BATCH']._serialized_end=424
-  _globals['_BATCHBUNDLE']._serialized_start=426
-  _globals['_BATCHBUNDLE']._serialized_end=475
+  _globals['_LOGLINES']._serialized_start=340
+  _globals['_LOGLINES']._serialized_end=415
+  _globals['_STATUSCHANGE']._serialized_start=418
+  _globals['_STATUSCHANGE']._serialized_end=591
+  _globals['_BATCH']._serialized_start=594
+  _globals['_BATCH']._serialized_end=758
+  _globals['_BATCHBUNDLE']._serialized_start=760
+  _globals['_BATCHBUNDLE']._serialized_end=809
 # @@protoc_insertion_point(module_scope)

@@ -67,15 +67,51 @@ class MetricPoints(_message.Message):
     columns: _containers.RepeatedCompositeFieldContainer[Column]
     def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[MetricKind, str]] = ..., description: _Optional[str] = ..., count: _Optional[int] = ..., timestamps: _Optional[bytes] = ..., steps: _Optional[bytes] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ...) -> None: ...
 
+class LogLines(_message.Message):
+    __slots__ = ("run_id", "path", "first_line", "lines")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    FIRST_LINE_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    path: str
+    first_line: int
+    lines: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run_id: _Optional[str] = ..., path: _Optional[str] = ..., first_line: _Optional[int] = ..., lines: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StatusChange(_message.Message):
+    __slots__ = ("run_id", "status", "lease_id", "only_if_active", "error_code", "error_message", "error_details_json", "time")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    ONLY_IF_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    status: str
+    lease_id: str
+    only_if_active: bool
+    error_code: str
+    error_message: str
+    error_details_json: str
+    time: float
+    def __init__(self, run_id: _Optional[str] = ..., status: _Optional[str] = ..., lease_id: _Optional[str] = ..., only_if_active: _Optional[bool] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., error_details_json: _Optional[str] = ..., time: _Optional[float] = ...) -> None: ...
+
 class Batch(_message.Message):
-    __slots__ = ("producer_id", "seq", "metrics")
+    __slots__ = ("producer_id", "seq", "metrics", "logs", "statuses")
     PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
     producer_id: str
     seq: int
     metrics: _containers.RepeatedCompositeFieldContainer[MetricPoints]
-    def __init__(self, producer_id: _Optional[str] = ..., seq: _Optional[int] = ..., metrics: _Optional[_Iterable[_Union[MetricPoints, _Mapping]]] = ...) -> None: ...
+    logs: _containers.RepeatedCompositeFieldContainer[LogLines]
+    statuses: _containers.RepeatedCompositeFieldContainer[StatusChange]
+    def __init__(self, producer_id: _Optional[str] = ..., seq: _Optional[int] = ..., metrics: _Optional[_Iterable[_Union[MetricPoints, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogLines, _Mapping]]] = ..., statuses: _Optional[_Iterable[_Union[StatusChange, _Mapping]]] = ...) -> None: ...
 
 class BatchBundle(_message.Message):
     __slots__ = ("batches",)

@@ -36,7 +36,7 @@ class RunError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., details_json: _Optional[str] = ...) -> None: ...
 
 class RunInfo(_message.Message):
-    __slots__ = ("run_id", "experiment_id", "experiment_name", "parent_run_id", "number", "name", "display_name", "description", "status", "type", "target", "created_time", "start_time", "end_time", "tags", "properties", "error", "warnings")
+    __slots__ = ("run_id", "experiment_id", "experiment_name", "parent_run_id", "number", "name", "display_name", "description", "status", "type", "target", "created_time", "start_time", "end_time", "tags", "properties", "error", "warnings", "log_files")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,7 @@ class RunInfo(_message.Message):
     PROPERTIES_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    LOG_FILES_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     experiment_id: str
     experiment_name: str
@@ -73,7 +74,8 @@ class RunInfo(_message.Message):
     properties: _containers.RepeatedCompositeFieldContainer[KeyValue]
     error: RunError
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, run_id: _Optional[str] = ..., experiment_id: _Optional[str] = ..., experiment_name: _Optional[str] = ..., parent_run_id: _Optional[str] = ..., number: _Optional[int] = ..., name: _Optional[str] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ..., status: _Optional[str] = ..., type: _Optional[str] = ..., target: _Optional[str] = ..., created_time: _Optional[float] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., tags: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., properties: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    log_files: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run_id: _Optional[str] = ..., experiment_id: _Optional[str] = ..., experiment_name: _Optional[str] = ..., parent_run_id: _Optional[str] = ..., number: _Optional[int] = ..., name: _Optional[str] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ..., status: _Optional[str] = ..., type: _Optional[str] = ..., target: _Optional[str] = ..., created_time: _Optional[float] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., tags: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., properties: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., log_files: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetOrCreateExperimentRequest(_message.Message):
     __slots__ = ("name",)
@@ -220,6 +222,32 @@ class MetricData(_message.Message):
     columns: _containers.RepeatedCompositeFieldContainer[ColumnInfo]
     chunks: _containers.RepeatedScalarFieldContainer[bytes]
     def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[_metrics_pb2.MetricKind, str]] = ..., description: _Optional[str] = ..., count: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ColumnInfo, _Mapping]]] = ..., chunks: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class GetLogRequest(_message.Message):
+    __slots__ = ("run_id", "path", "from_line", "max_lines")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    FROM_LINE_FIELD_NUMBER: _ClassVar[int]
+    MAX_LINES_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    path: str
+    from_line: int
+    max_lines: int
+    def __init__(self, run_id: _Optional[str] = ..., path: _Optional[str] = ..., from_line: _Optional[int] = ..., max_lines: _Optional[int] = ...) -> None: ...
+
+class LogChunk(_message.Message):
+    __slots__ = ("run_id", "path", "first_line", "lines", "total_lines")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    FIRST_LINE_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_LINES_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    path: str
+    first_line: int
+    lines: _containers.RepeatedScalarFieldContainer[str]
+    total_lines: int
+    def __init__(self, run_id: _Optional[str] = ..., path: _Optional[str] = ..., first_line: _Optional[int] = ..., lines: _Optional[_Iterable[str]] = ..., total_lines: _Optional[int] = ...) -> None: ...
 
 class CollectorStatusRequest(_message.Message):
     __slots__ = ()

@@ -79,6 +79,11 @@ class RunsStub:
                 request_serializer=runwire_dot_v1_dot_runs__pb2.GetMetricsRequest.SerializeToString,
                 response_deserializer=runwire_dot_v1_dot_runs__pb2.MetricData.FromString,
                 _registered_method=True)
+        self.GetLog = channel.unary_stream(
+                '/runwire.v1.Runs/GetLog',
+                request_serializer=runwire_dot_v1_dot_runs__pb2.GetLogRequest.SerializeToString,
+                response_deserializer=runwire_dot_v1_dot_runs__pb2.LogChunk.FromString,
+                _registered_method=True)
         self.GetCollectorStatus = channel.unary_unary(
                 '/runwire.v1.Runs/GetCollectorStatus',
                 request_serializer=runwire_dot_v1_dot_runs__pb2.CollectorStatusRequest.SerializeToString,
@@ -143,6 +148,12 @@ class RunsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLog(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetCollectorStatus(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -196,6 +207,11 @@ def add_RunsServicer_to_server(servicer, server):
                     servicer.GetMetrics,
                     request_deserializer=runwire_dot_v1_dot_runs__pb2.GetMetricsRequest.FromString,
                     response_serializer=runwire_dot_v1_dot_runs__pb2.MetricData.SerializeToString,
+            ),
+            'GetLog': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetLog,
+                    request_deserializer=runwire_dot_v1_dot_runs__pb2.GetLogRequest.FromString,
+                    response_serializer=runwire_dot_v1_dot_runs__pb2.LogChunk.SerializeToString,
             ),
             'GetCollectorStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCollectorStatus,
@@ -446,6 +462,33 @@ class Runs:
             '/runwire.v1.Runs/GetMetrics',
             runwire_dot_v1_dot_runs__pb2.GetMetricsRequest.SerializeToString,
             runwire_dot_v1_dot_runs__pb2.MetricData.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/runwire.v1.Runs/GetLog',
+            runwire_dot_v1_dot_runs__pb2.GetLogRequest.SerializeToString,
+            runwire_dot_v1_dot_runs__pb2.LogChunk.FromString,
             options,
             channel_credentials,
             insecure,
