@@ -115,6 +115,7 @@ class Cluster:
         self.grpc_port = 0
         self.server: Proc | None = None
         self.agent: Proc | None = None
+        self.extra_agents: list[Proc] = []
 
     @property
     def socket(self) -> str:
@@ -149,6 +150,19 @@ class Cluster:
         ).start()  # fmt: skip
         return self.agent
 
+    def start_extra_agent(self, name: str, args: list[str] | None = None) -> Proc:
+        """Another agent (a second node) with its own socket and spool, on the same collector."""
+        proc = Proc(
+            name,
+            ["runwire.agent", "--socket", str(self.root / f"{name}.sock"), "--collector", self.collector,
+             "--spool-dir", str(self.root / f"{name}-spool"), "--batch-delay-ms", str(self.batch_delay_ms),
+             "--log-level", self.log_level, *(args or [])],
+            self.root / f"{name}.json",
+            self.root / f"{name}.log",
+        ).start()  # fmt: skip
+        self.extra_agents.append(proc)
+        return proc
+
     def start(self) -> Cluster:
         self.start_server()
         self.start_agent()
@@ -164,12 +178,13 @@ class Cluster:
         }
 
     def stop(self) -> None:
-        for proc in (self.agent, self.server):
+        for proc in (*self.extra_agents, self.agent, self.server):
             if proc is not None:
                 proc.stop()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name} ---\n{p.log_tail()}" for p in (self.server, self.agent) if p is not None)
+        procs = (self.server, self.agent, *self.extra_agents)
+        return "\n".join(f"--- {p.name} ---\n{p.log_tail()}" for p in procs if p is not None)
 
 
 def run_script(
