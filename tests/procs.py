@@ -106,8 +106,10 @@ class Cluster:
         batch_delay_ms: int = 20,
         agent_args: list[str] | None = None,
         log_level: str = "debug",
+        server_args: list[str] | None = None,
     ) -> None:
         self.agent_args = agent_args or []
+        self.server_args = server_args or []
         self.log_level = log_level
         self.root = root or short_tmpdir()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -132,7 +134,7 @@ class Cluster:
         self.server = Proc(
             "collector",
             ["runwire.server", "--data-dir", str(self.root / "collector"), "--grpc-listen", listen,
-             "--http-listen", "127.0.0.1:0", "--log-level", self.log_level],
+             "--http-listen", "127.0.0.1:0", "--log-level", self.log_level, *self.server_args],
             self.root / "server.json",
             self.root / "server.log",
         ).start()  # fmt: skip
