@@ -3,7 +3,9 @@
 Per connection: `Hello` first (protocol version checked), then `Batch` frames, each validated
 cheaply but for real (producer id, non-empty run id and name, every `MetricPoints` decodes) and
 handed to the batcher as the bytes that arrived. `BatchAck{seq}` goes back once every batch up to
-`seq` on this connection is in the disk spool (acks are cumulative and coalesced). `FlushRequest`
+`seq` on this connection is in the disk spool (acks are cumulative and coalesced). `Claim` names
+runs the peer process owns: when a connection with claims closes, `on_claims_closed(pid, run_ids)`
+is called (the agent watches that pid and reports the runs Failed if it exits). `FlushRequest`
 cuts the open bundle and is answered once everything this producer sent before it is committed at
 the collector. A frame that breaks the protocol closes that connection only, with an `ErrorFrame`
 naming the reason; the other connections and what is already spooled are not affected.
@@ -32,7 +34,7 @@ from runwire.agent.batcher import Batcher
 from runwire.agent.metrics import AgentStats
 from runwire.agent.spool import Spool
 from runwire.frames import FrameError, pack, parse_client_frame, read_frame
-from runwire.limits import MAX_FRAME_BYTES, PROTOCOL_VERSION
+from runwire.limits import MAX_CLAIMS_PER_CONNECTION, MAX_FRAME_BYTES, PROTOCOL_VERSION
 from runwire.v1 import frames_pb2, metrics_pb2
 
 if TYPE_CHECKING:
@@ -134,6 +136,7 @@ class Connection:
         self.pid = -1
         self.uid = -1
         self.producer_id: str | None = None
+        self.claims: dict[str, None] = {}  # run ids the peer process claimed (ordered set)
         self.pending: deque[tuple[int, asyncio.Future]] = deque()  # (batch seq, bundle future)
         self._ack_wakeup = asyncio.Event()
         self.acks_sent = asyncio.Event()
@@ -209,6 +212,8 @@ class Connection:
                 if self.producer_id is None:
                     raise ProtocolError("flush before hello")
                 self._flush(frame.flush.token)
+            elif kind == "claim":
+                self._claim(frame.claim)
             elif kind == "status":
                 self._send(_agent_frame(status=receiver.status_fn()))
             elif kind in _FILE_FRAMES:
@@ -228,6 +233,16 @@ class Connection:
             await uploads.on_frame(self, frame, kind)
         except UploadProtocolError as e:
             raise ProtocolError(str(e)) from e
+
+    def _claim(self, claim: frames_pb2.Claim) -> None:
+        if self.producer_id is None:
+            raise ProtocolError("claim before hello")
+        for run_id in claim.run_ids:
+            if not run_id:
+                raise ProtocolError("claim of an empty run id")
+            self.claims[run_id] = None
+        if len(self.claims) > MAX_CLAIMS_PER_CONNECTION:
+            raise ProtocolError(f"more than {MAX_CLAIMS_PER_CONNECTION} runs claimed on one connection")
 
     def _hello(self, hello: frames_pb2.Hello) -> None:
         if self.producer_id is not None:
@@ -331,6 +346,12 @@ class Connection:
         if self.receiver.uploads is not None:
             self.receiver.uploads.connection_closed(self)
         self.receiver._forget(self)
+        on_claims_closed = self.receiver.on_claims_closed
+        if self.claims and self.pid > 0 and on_claims_closed is not None and not self.receiver.stopping:
+            try:
+                on_claims_closed(self.pid, list(self.claims))
+            except Exception:
+                log.exception("could not watch the process of a closed connection", extra={"fields": self._fields()})
 
 
 class Receiver:
@@ -347,6 +368,7 @@ class Receiver:
         status_fn: Callable[[], frames_pb2.AgentStatus] | None = None,
         max_frame_bytes: int = MAX_FRAME_BYTES,
         uploads: Uploads | None = None,
+        on_claims_closed: Callable[[int, list[str]], None] | None = None,
     ) -> None:
         self.path = Path(path)
         self.batcher = batcher
@@ -356,6 +378,7 @@ class Receiver:
         self.status_fn = status_fn or (lambda: frames_pb2.AgentStatus(agent_id=agent_id, pid=os.getpid()))
         self.max_frame_bytes = max_frame_bytes
         self.uploads = uploads
+        self.on_claims_closed = on_claims_closed
         self.stopping = False
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[Connection] = set()

@@ -85,3 +85,7 @@ JOB_CANCEL_GRACE_S = 10.0
 """Seconds a canceled job's process group gets between SIGTERM and SIGKILL."""
 NODE_HEARTBEAT_S = 2.0
 """How often an agent tells the collector which leases it still runs."""
+MAX_CLAIMS_PER_CONNECTION = 100_000
+"""Run ids one SDK connection may claim (Claim frames) at most; more is a protocol error."""
+CLAIM_FRAME_RUN_IDS = 1_000
+"""Run ids the SDK puts in one Claim frame at most."""

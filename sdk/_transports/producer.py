@@ -27,7 +27,13 @@ from collections import OrderedDict
 from pathlib import Path
 
 from runwire import _batching, frames
-from runwire.limits import PROTOCOL_VERSION, SDK_MAX_UNACKED_BYTES, SDK_SEND_INTERVAL_S
+from runwire.limits import (
+    CLAIM_FRAME_RUN_IDS,
+    MAX_CLAIMS_PER_CONNECTION,
+    PROTOCOL_VERSION,
+    SDK_MAX_UNACKED_BYTES,
+    SDK_SEND_INTERVAL_S,
+)
 from runwire.v1 import frames_pb2, metrics_pb2
 
 from .sdk_spool import SdkSpool
@@ -48,6 +54,8 @@ DRAIN_MAX_CALLS = 256
 SPOOL_PUMP_SLICE_BYTES = 8 * 1024 * 1024
 """Bytes of the SDK spool file read into memory at a time when handing it to the agent."""
 """log_list/log_row/log_table calls the sender encodes in one slice."""
+CLAIM_EXIT_WAIT_S = 2.0
+"""How long interpreter exit waits for claims not yet written to the agent socket."""
 
 
 class FlushTimeout(Exception):
@@ -90,6 +98,10 @@ class Producer:
         self._acked_upto = 0  # highest seq the agent acknowledged (seqs only grow)
         self._flushes: dict[int, _Flush] = {}
         self._next_token = 1
+        # Runs this process started (claimed): told to the agent after every Hello, so that it can
+        # report them Failed if this process dies without ending them. A dict as an ordered set.
+        self._claims: dict[str, None] = {}
+        self._claims_unsent: list[str] = []  # claimed since the last (re)connect, not yet queued
         self._sock: socket.socket | None = None
         self._reader: bytearray = bytearray()
         self._out = bytearray()
@@ -135,6 +147,33 @@ class Producer:
 
     # --- public -----------------------------------------------------------------------------------
 
+    def claim(self, run_id: str) -> None:
+        """Tell the agent that this process owns `run_id` (never blocks).
+
+        The sender thread connects to the agent if needed and sends the claim; every claim is sent
+        again after each reconnect. If this process then exits without ending the run, the agent
+        reports it Failed. A forked child starts with no claims.
+        """
+        with self._cond:
+            if run_id in self._claims:
+                return
+            if len(self._claims) >= MAX_CLAIMS_PER_CONNECTION:
+                log.warning(
+                    "runwire: more than %d runs claimed by one process; %s is not claimed",
+                    MAX_CLAIMS_PER_CONNECTION,
+                    run_id,
+                )
+                return
+            self._claims[run_id] = None
+            self._claims_unsent.append(run_id)
+        self.wake()
+
+    @property
+    def claims(self) -> list[str]:
+        """The runs this process claimed, in order."""
+        with self._cond:
+            return list(self._claims)
+
     def flush(self, timeout: float) -> None:
         """Return once everything buffered before the call is committed at the collector.
 
@@ -179,6 +218,7 @@ class Producer:
         """Flush, then stop the thread; whatever is still unconfirmed is left in the SDK spool."""
         if self._stopped or os.getpid() != self.pid:
             return
+        self._send_claims_before_exit()
         has_data = self.scalars or self.others or self._unacked or self._spool.records
         if has_data:
             if self._sock is None and self._unreachable_since is not None:
@@ -191,6 +231,19 @@ class Producer:
             self._closing = True
         self.wake()
         self._thread.join(timeout=5)
+
+    def _send_claims_before_exit(self) -> None:
+        """Give claims not yet on the socket a short chance to get there before the process ends."""
+        deadline = time.monotonic() + CLAIM_EXIT_WAIT_S
+        self.wake()
+        with self._cond:
+            while (self._claims_unsent or (self._out and self._sock is not None)) and not self._stopped:
+                if self._unreachable_since is not None and self._sock is None:
+                    return
+                now = time.monotonic()
+                if now >= deadline:
+                    return
+                self._cond.wait(min(0.05, deadline - now))
 
     def stats(self) -> dict[str, object]:
         with self._cond:
@@ -214,10 +267,13 @@ class Producer:
                 self._drain_buffers()
                 with self._cond:
                     closing = self._closing
-                    wants_agent = bool(self._unacked or self._spool.records or self._pending_flushes())
+                    wants_agent = bool(
+                        self._unacked or self._spool.records or self._pending_flushes() or self._claims_unsent
+                    )
                 if wants_agent and self._sock is None:
                     self._connect()
                 if self._sock is not None:
+                    self._queue_claims()
                     self._pump_spool()
                     self._queue_flushes()
                 if closing:
@@ -307,6 +363,21 @@ class Producer:
         else:
             self._spool.append(seq, frame)
 
+    def _claim_frames(self, run_ids: list[str]) -> bytes:
+        out = bytearray()
+        for i in range(0, len(run_ids), CLAIM_FRAME_RUN_IDS):
+            claim = frames_pb2.Claim(run_ids=run_ids[i : i + CLAIM_FRAME_RUN_IDS])
+            out += frames.pack(frames_pb2.ClientFrame(claim=claim))
+        return bytes(out)
+
+    def _queue_claims(self) -> None:
+        with self._cond:
+            if not self._claims_unsent or self._sock is None:
+                return
+            self._out += self._claim_frames(self._claims_unsent)
+            self._claims_unsent = []
+        self._write_some()
+
     def _pump_spool(self) -> None:
         """Move spooled batches onto the socket, a slice at a time, while the agent keeps up."""
         while self._spool.records and self._unacked_bytes < SDK_MAX_UNACKED_BYTES:
@@ -372,7 +443,10 @@ class Producer:
             self._backoff = 0.05
             self._unreachable_since = None
             self.last_error = None
-            # Resend everything not yet acknowledged, in order, then every pending flush.
+            # Every claim first (right after the Hello), then everything not yet acknowledged, in
+            # order, then every pending flush.
+            self._out += self._claim_frames(list(self._claims))
+            self._claims_unsent = []
             for frame in self._unacked.values():
                 self._out += frame
             for f in self._flushes.values():
@@ -440,6 +514,8 @@ class Producer:
                 error = e
             if n >= 0:
                 del self._out[:n]
+                if not self._out:
+                    self._cond.notify_all()
                 return
         self._disconnect(f"lost the agent connection: {error}")
 
