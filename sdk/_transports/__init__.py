@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runwire import codec
 from runwire.config import Endpoint
-from runwire.v1 import runs_pb2
+from runwire.v1 import compute_pb2, runs_pb2
 
 from .collector import CollectorClient
+from .compute import ComputeClient
 from .producer import Producer, get_producer
 
 
@@ -35,6 +37,7 @@ class RunRecord:
     properties: dict[str, str | None] = field(default_factory=dict)
     error: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
+    log_files: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -91,6 +94,7 @@ def _record(info: runs_pb2.RunInfo) -> RunRecord:
         properties=_kv_dict(info.properties),
         error=error,
         warnings=list(info.warnings),
+        log_files=list(info.log_files),
     )
 
 
@@ -112,6 +116,7 @@ class Transport:
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         self.collector = CollectorClient(endpoint.collector, endpoint.token)
+        self.compute = ComputeClient(self.collector)
 
     @property
     def producer(self) -> Producer:
@@ -240,6 +245,54 @@ class Transport:
             _apply_column_types(points, m.columns)
             out.append(SeriesData(m.run_id, m.name, m.kind, m.description, points))
         return out
+
+    # script runs on compute targets (RUN_API.md §13, §15)
+    def submit_run(
+        self,
+        experiment_name: str,
+        run_id: str,
+        *,
+        target: str,
+        definition: compute_pb2.JobDefinition,
+        parent_run_id: str | None = None,
+        display_name: str | None = None,
+        description: str | None = None,
+        tags: dict[str, str | None] | None = None,
+        properties: dict[str, str | None] | None = None,
+    ) -> RunRecord:
+        """Create a script run `Queued` for `target` with its job (the collector sets status and type)."""
+        run = runs_pb2.CreateRunRequest(
+            experiment_name=experiment_name,
+            run_id=run_id,
+            parent_run_id=parent_run_id or "",
+            display_name=display_name or "",
+            description=description or "",
+            target=target,
+            tags=_kv(tags),
+            properties=_kv(properties),
+        )
+        request = compute_pb2.SubmitRunRequest(run=run, definition=definition)
+        return _record(self.compute.submit_run(request))
+
+    def get_job(self, run_id: str) -> compute_pb2.JobInfo:
+        return self.compute.get_job(run_id)
+
+    def cancel_run(self, run_id: str) -> RunRecord:
+        """Queued: Canceled at once; leased: CancelRequested (its node ends it Canceled)."""
+        return _record(self.compute.cancel_run(run_id))
+
+    def list_compute_targets(self, name: str = "") -> list[compute_pb2.ComputeTargetInfo]:
+        return self.compute.list_compute_targets(name)
+
+    def list_active_runs(self, target: str, statuses: list[str] | None = None) -> list[compute_pb2.ActiveRun]:
+        """Unfinished runs of `target`, children included, newest first (statuses: "Running", "Queued")."""
+        return self.compute.list_active_runs(target, statuses)
+
+    def get_log(
+        self, run_id: str, path: str = "", from_line: int = 0, max_lines: int = 0
+    ) -> Iterator[runs_pb2.LogChunk]:
+        """Lines of one of the run's log files ("" = its first), from `from_line` (0-based); 0 = all."""
+        return self.compute.get_log(run_id, path, from_line, max_lines)
 
     # live
     def subscribe(self, *, timeout: float | None = None, **filters: Any):
