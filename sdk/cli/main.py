@@ -13,7 +13,7 @@ Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[a
 
 def _commands() -> list[Command]:
     from runwire.agent import main as agent_main
-    from runwire.cli import status, sync, tail, up
+    from runwire.cli import compute, logs, runs, status, submit, sync, tail, up
     from runwire.server import main as server_main
 
     return [
@@ -25,6 +25,10 @@ def _commands() -> list[Command]:
         ("status", status.__doc__ or "", status.add_arguments, status.run),
         ("sync", sync.__doc__ or "", sync.add_arguments, sync.run),
         ("tail", tail.__doc__ or "", tail.add_arguments, tail.run),
+        ("submit", submit.__doc__ or "", submit.add_arguments, submit.run),
+        ("runs", runs.__doc__ or "", runs.add_arguments, runs.run),
+        ("logs", logs.__doc__ or "", logs.add_arguments, logs.run),
+        ("compute", compute.__doc__ or "", compute.add_arguments, compute.run),
     ]  # fmt: skip
 
 
@@ -43,9 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PASSTHROUGH = {"submit": "arguments"}
+"""Commands whose arguments after the first `--` go, as they are, to the named attribute."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough: list[str] | None = None
+    if argv[:1] and argv[0] in PASSTHROUGH and "--" in argv:
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1 :]
     args = parser.parse_args(argv)
+    if passthrough is not None:
+        dest = PASSTHROUGH[argv[0]]
+        setattr(args, dest, [*getattr(args, dest, []), *passthrough])
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

@@ -1,0 +1,99 @@
+"""Print a run's log (default `user_logs/std_log.txt`: a submitted script's stdout and stderr).
+
+With -f/--follow it keeps printing new lines as the collector stores them until the run ends, then
+prints the final status on stderr and exits 0 (Completed) or 1 (Failed or Canceled). Log lines are
+printed as they were written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from runwire.cli._common import add_endpoint_arguments, endpoint_from_args, fail, safe
+from runwire.jobs import STD_LOG_PATH
+from runwire.statuses import TERMINAL_STATUSES
+
+LOGS_POLL_S = 0.5
+"""How often `runwire logs -f` asks the collector for new lines of a run that has not ended."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_id", metavar="RUN", help="run id")
+    parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the run ends")
+    parser.add_argument(
+        "--path", default=STD_LOG_PATH, metavar="PATH", help=f"the log file of the run (default {STD_LOG_PATH})"
+    )
+    parser.add_argument(
+        "--from-line", type=int, default=0, metavar="N", help="start at line N (0-based; default 0: the whole log)"
+    )
+    add_endpoint_arguments(parser, agent=False)
+
+
+def print_lines(transport: Any, run_id: str, path: str, from_line: int, write: Callable[[str], Any]) -> int:
+    """Write the log's lines from `from_line` on; return the number of the line after the last one."""
+    line = from_line
+    for chunk in transport.get_log(run_id, path=path, from_line=line):
+        for text in chunk.lines:
+            write(text + "\n")
+        line = max(line, chunk.first_line + len(chunk.lines))
+    return line
+
+
+def follow(transport: Any, run_id: str, path: str, from_line: int, write: Callable[[str], Any]) -> str:
+    """Print the log as it grows until the run ends; return its final status. The status is read
+    before each read of the log, so the lines read after a terminal status are the whole log."""
+    from runwire.exceptions import RunNotFoundError
+
+    line = from_line
+    while True:
+        status = transport.get_run(run_id).status
+        try:
+            line = print_lines(transport, run_id, path, line, write)
+        except RunNotFoundError:
+            if status in TERMINAL_STATUSES:  # the run ended without ever writing this log
+                raise
+        sys.stdout.flush()
+        if status in TERMINAL_STATUSES:
+            return status
+        time.sleep(LOGS_POLL_S)  # polling the collector: nothing local to wait on
+
+
+def run(args: argparse.Namespace) -> int:
+    from runwire._transports import Transport
+    from runwire.exceptions import AzureMLException, RunNotFoundError
+
+    if args.from_line < 0:
+        return fail("logs", "--from-line must be 0 or more", 2)
+    transport = Transport(endpoint_from_args(args))
+    try:
+        try:
+            record = transport.get_run(args.run_id)
+        except RunNotFoundError:
+            return fail("logs", f"no run with id {args.run_id!r}")
+        write = sys.stdout.write
+        if not args.follow:
+            try:
+                print_lines(transport, args.run_id, args.path, args.from_line, write)
+            except RunNotFoundError as e:
+                return fail("logs", f"run {args.run_id} ({record.status}) has no log {args.path!r} yet: {e}")
+            return 0
+        try:
+            status = follow(transport, args.run_id, args.path, args.from_line, write)
+        except KeyboardInterrupt:
+            sys.stdout.flush()
+            return 130
+        sys.stdout.flush()
+        final = transport.get_run(args.run_id)
+        message = f"Run {safe(args.run_id)} {safe(status)}"
+        if final.error and final.error.get("message"):
+            message += f": {safe(final.error['message'])}"
+        print(message, file=sys.stderr)
+        return 0 if status == "Completed" else 1
+    except AzureMLException as e:
+        return fail("logs", str(e))
+    finally:
+        transport.close()
