@@ -4,6 +4,8 @@ Content that can never be stored (an unknown codec, a payload that does not deco
 points that do not decode, a batch without producer id) raises `RejectedRequest` for the whole
 request. Points that decode but break a per-metric rule (name or column limits) are kept as
 `PointsInput.problem`: the store drops them with a warning, unless their batch is a duplicate.
+Log lines and status changes that break a rule (a line longer than MAX_LOG_LINE_LENGTH, an unknown
+status) are dropped item by item, with a warning in `BatchInput.problems`, never the whole batch.
 All the work is vectorized per `MetricPoints`, never per point in Python.
 """
 
@@ -13,7 +15,10 @@ from google.protobuf.message import DecodeError
 
 from runwire import codec, limits
 from runwire.server import limits as server_limits
-from runwire.server.records import BatchInput, IngestUnit, PointsInput
+from runwire.server import rules
+from runwire.server.errors import InvalidArgument
+from runwire.server.records import BatchInput, IngestUnit, LogInput, PointsInput, RunErrorRecord, StatusInput
+from runwire.statuses import RUN_STATUSES
 from runwire.v1 import ingest_pb2, metrics_pb2
 
 
@@ -60,8 +65,65 @@ def _decode(request: ingest_pb2.IngestRequest) -> IngestUnit:
                     problem=check_points(mp, points),
                 )
             )
-        batches.append(BatchInput(batch.producer_id, batch.seq, metrics))
+        decoded = BatchInput(batch.producer_id, batch.seq, metrics)
+        _decode_logs(batch, decoded)
+        _decode_statuses(batch, decoded)
+        batches.append(decoded)
     return IngestUnit(batches)
+
+
+def _decode_logs(batch: metrics_pb2.Batch, out: BatchInput) -> None:
+    cap = limits.MAX_LOG_LINE_LENGTH
+    for ll in batch.logs:
+        lines = list(ll.lines)
+        where = f"run {ll.run_id!r} log {ll.path!r} lines {ll.first_line}..{ll.first_line + len(lines) - 1}"
+        if not ll.path:
+            out.problems.append((ll.run_id, f"{where}: the log path is empty; {len(lines)} lines dropped"))
+            continue
+        if len(ll.path) > limits.MAX_ARTIFACT_NAME_LENGTH:
+            out.problems.append(
+                (
+                    ll.run_id,
+                    f"run {ll.run_id!r}: a log path of {len(ll.path)} characters exceeds MAX_ARTIFACT_NAME_LENGTH "
+                    f"({limits.MAX_ARTIFACT_NAME_LENGTH}); {len(lines)} lines dropped",
+                )
+            )
+            continue
+        longest = max(map(len, lines), default=0)
+        if longest > cap:
+            out.problems.append(
+                (
+                    ll.run_id,
+                    f"{where}: a line of {longest} characters exceeds MAX_LOG_LINE_LENGTH ({cap}); "
+                    f"{len(lines)} lines dropped",
+                )
+            )
+            continue
+        if lines:
+            out.logs.append(LogInput(ll.run_id, ll.path, ll.first_line, lines))
+
+
+def _decode_statuses(batch: metrics_pb2.Batch, out: BatchInput) -> None:
+    for sc in batch.statuses:
+        if sc.status not in RUN_STATUSES:
+            out.problems.append(
+                (
+                    sc.run_id,
+                    f"run {sc.run_id!r}: unknown status {sc.status!r} reported (expected one of "
+                    f"{', '.join(RUN_STATUSES)}); ignored",
+                )
+            )
+            continue
+        error = None
+        if sc.error_code or sc.error_message or sc.error_details_json:
+            details = sc.error_details_json
+            try:
+                rules.check_error_details(details)
+            except InvalidArgument as e:
+                out.problems.append((sc.run_id, f"run {sc.run_id!r}: status {sc.status}: {e}; details dropped"))
+                details = ""
+            error = RunErrorRecord(sc.error_code, sc.error_message, details)
+        out.statuses.append(StatusInput(sc.run_id, sc.status, sc.lease_id, sc.only_if_active, error, sc.time))
 
 
 def _payload(request: ingest_pb2.IngestRequest) -> bytes:

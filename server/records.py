@@ -43,6 +43,8 @@ class RunRecord:
     properties: dict[str, str | None] = field(default_factory=dict)
     error: RunErrorRecord | None = None
     warnings: list[str] = field(default_factory=list)
+    log_files: list[str] = field(default_factory=list)
+    """Paths of the run's log files that hold lines, in the order they were first written."""
 
 
 @dataclass
@@ -110,10 +112,37 @@ class PointsInput:
 
 
 @dataclass
+class LogInput:
+    """One decoded `LogLines`: lines appended to a run's log file, numbered from `first_line`."""
+
+    run_id: str
+    path: str
+    first_line: int
+    lines: list[str]
+
+
+@dataclass
+class StatusInput:
+    """One decoded `StatusChange` reported by an agent (metrics.proto says when it applies)."""
+
+    run_id: str
+    status: str
+    lease_id: str = ""
+    only_if_active: bool = False
+    error: RunErrorRecord | None = None
+    time: float = 0.0
+
+
+@dataclass
 class BatchInput:
     producer_id: str
     seq: int
     metrics: list[PointsInput]
+    logs: list[LogInput] = field(default_factory=list)
+    statuses: list[StatusInput] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    """(run_id, warning) for log or status items dropped while decoding; stored as warnings
+    unless the batch is a duplicate."""
 
 
 @dataclass
@@ -141,6 +170,26 @@ class CommittedPoints:
 
 
 @dataclass
+class CommittedLog:
+    """Lines a commit appended to one log file: lines `first_line` .. `first_line + len(lines) - 1`."""
+
+    run_id: str
+    path: str
+    first_line: int
+    lines: list[str]
+
+
+@dataclass(frozen=True)
+class EndedLease:
+    """A lease that stopped being held (its job finished, was requeued or failed)."""
+
+    lease_id: str
+    run_id: str
+    node_id: str
+    target: str
+
+
+@dataclass
 class IngestOutcome:
     batches_committed: int = 0
     duplicate_batches: int = 0
@@ -149,6 +198,11 @@ class IngestOutcome:
     warnings: list[str] = field(default_factory=list)
     committed: list[CommittedPoints] = field(default_factory=list)
     """What was appended, in commit order (filled by the store for the live bus)."""
+    events: list[CommittedLog | RunRecord] = field(default_factory=list)
+    """Log lines stored and runs whose status changed (the run after the change), in the order
+    they were applied: what the live bus publishes after the commit."""
+    ended_leases: list[EndedLease] = field(default_factory=list)
+    """Leases that ended with this commit (their node has a slot free again)."""
 
 
 # --- metric reads ---------------------------------------------------------------------------------
@@ -199,3 +253,89 @@ class SnapshotRecord:
     files: int
     size: int
     created_time: float
+
+
+# --- script runs on compute targets (issue 4) -------------------------------------------------------
+
+JOB_QUEUED = "queued"
+JOB_LEASED = "leased"
+JOB_DONE = "done"
+
+
+@dataclass
+class JobRecord:
+    """The job of a submitted script run. `definition` is a serialized `compute_pb2.JobDefinition`."""
+
+    run_id: str
+    target: str
+    definition: bytes
+    state: str
+    lease_id: str = ""
+    node_id: str = ""
+    attempts: int = 0
+    queued_time: float = 0.0
+    leased_time: float = 0.0
+    cancel_requested: bool = False
+
+
+@dataclass
+class LeaseGrant:
+    """A job just leased to a node (its run is now `Preparing`)."""
+
+    lease_id: str
+    node_id: str
+    job: JobRecord
+    run: RunRecord
+
+
+@dataclass
+class ReleasedLease:
+    """What releasing a lost lease did: the job (queued again, or done) and its run after the change."""
+
+    job: JobRecord
+    run: RunRecord
+    requeued: bool
+
+
+@dataclass
+class NodeRecord:
+    """An agent that joined a compute target. `busy`/`run_ids`: the leases it holds in the store."""
+
+    node_id: str
+    target: str
+    slots: int
+    hostname: str = ""
+    pid: int = 0
+    last_seen: float = 0.0
+    connected: bool = False
+    busy: int = 0
+    run_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TargetRecord:
+    """A compute target: its nodes, and its unfinished jobs (queued, and leased = active)."""
+
+    name: str
+    nodes: list[NodeRecord]
+    queued: int
+    active: int
+
+
+@dataclass
+class ActiveRunRecord:
+    """An unfinished run of a compute target, with the node running it ("" when none)."""
+
+    run: RunRecord
+    node_id: str
+
+
+@dataclass
+class LogRead:
+    """Lines `first_line` .. of one log file, read in one transaction holding `total_lines` lines."""
+
+    run_id: str
+    path: str
+    first_line: int
+    lines: list[str]
+    total_lines: int

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from runwire import limits
 from runwire.server import limits as server_limits
 from runwire.server.errors import InvalidArgument
-from runwire.statuses import RUN_STATUSES
+from runwire.statuses import RUN_STATUSES, TERMINAL_STATUSES
 
 DEFAULT_STATUS = "NotStarted"
 
@@ -112,4 +112,40 @@ def append_warnings(stored: list[str], new: list[str]) -> list[str]:
     if len(out) > cap:
         out = out[: cap - 1]
         out.append(f"more warnings were not stored (MAX_WARNINGS_PER_RUN = {cap})")
+    return out
+
+
+# --- compute targets (issue 4) ----------------------------------------------------------------------
+
+MAX_TARGET_NAME_LENGTH = 255
+"""Characters in a compute target name."""
+
+ACTIVE_RUN_FILTERS: dict[str, frozenset[str]] = {
+    "Queued": frozenset({"NotStarted", "Queued"}),
+    "Running": frozenset(RUN_STATUSES) - TERMINAL_STATUSES - {"NotStarted", "Queued"},
+}
+"""The status filters of `ListActiveRuns` (RUN_API.md §15) and the run statuses each one covers."""
+
+
+def check_target(target: str) -> None:
+    if not target:
+        raise InvalidArgument("the compute target must not be empty (e.g. 'local')")
+    if len(target) > MAX_TARGET_NAME_LENGTH:
+        raise InvalidArgument(
+            f"compute target name of {len(target)} characters exceeds MAX_TARGET_NAME_LENGTH ({MAX_TARGET_NAME_LENGTH})"
+        )
+
+
+def active_run_statuses(filters: Iterable[str]) -> frozenset[str]:
+    """The run statuses `ListActiveRuns` returns for `filters` (none: every unfinished status)."""
+    filters = list(filters)
+    if not filters:
+        return ACTIVE_RUN_FILTERS["Queued"] | ACTIVE_RUN_FILTERS["Running"]
+    out: frozenset[str] = frozenset()
+    for f in filters:
+        if f not in ACTIVE_RUN_FILTERS:
+            raise InvalidArgument(
+                f"invalid active-run status filter {f!r}: it may only be 'Running' or 'Queued' (RUN_API.md §15)"
+            )
+        out |= ACTIVE_RUN_FILTERS[f]
     return out

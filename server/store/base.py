@@ -14,16 +14,23 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 from runwire.server.errors import CollectorError
 from runwire.server.records import (
+    ActiveRunRecord,
     ArtifactRecord,
     ExperimentRecord,
     IngestOutcome,
     IngestUnit,
+    JobRecord,
+    LeaseGrant,
+    LogRead,
     NewRun,
+    NodeRecord,
+    ReleasedLease,
     RunQuery,
     RunRecord,
     RunUpdate,
     SeriesSnapshot,
     SnapshotRecord,
+    TargetRecord,
 )
 
 
@@ -93,7 +100,12 @@ class Store(ABC):
         For each batch, `(producer_id, seq)` is recorded; a batch recorded before (in an earlier
         transaction or earlier in this one) is skipped whole and counted as duplicate. Points
         that cannot be stored (unknown run, kind or type conflict, limits) are dropped with a
-        warning naming run, metric and rule, in the outcome and in the run's stored warnings."""
+        warning naming run, metric and rule, in the outcome and in the run's stored warnings.
+
+        A batch's log lines are appended to their files (lines a file already holds are skipped,
+        so a resend never duplicates) and its status changes applied (metrics.proto
+        `StatusChange`: stale leases and finished runs ignored; a final status ends the job),
+        in the same transaction; `IngestOutcome.events` and `ended_leases` say what happened."""
 
     @abstractmethod
     def read_metrics(
@@ -155,3 +167,82 @@ class Store(ABC):
     @abstractmethod
     async def get_snapshot(self, snapshot_id: str) -> SnapshotRecord:
         """Raises NotFound."""
+
+    # --- script runs: jobs and leases (issue 4) -------------------------------------------------------
+
+    @abstractmethod
+    async def submit_run(self, new: NewRun, definition: bytes) -> RunRecord:
+        """Create the run (as `create_run`; `new.status` is Queued, `new.target` the compute
+        target) and its job, queued, in ONE transaction. `definition`: a serialized JobDefinition."""
+
+    @abstractmethod
+    async def get_job(self, run_id: str) -> JobRecord:
+        """The run's job. NotFound for a missing run or a run without job."""
+
+    @abstractmethod
+    async def lease_next(self, target: str, node_id: str) -> LeaseGrant | None:
+        """Lease the oldest queued, not canceled job of `target` to `node_id` (new lease id,
+        attempts + 1) and set its run `Preparing`, in ONE transaction; None when none is queued.
+        Race-safe across callers and collector processes: a job is never leased twice."""
+
+    @abstractmethod
+    async def release_lease(self, lease_id: str, reason: str) -> ReleasedLease | None:
+        """The lease is lost (its node stopped answering or no longer runs it). A run that never
+        reached Running is queued again; a canceled one becomes Canceled; any other becomes
+        Failed (code NodeLost, message "node <host> <reason>"). None when the lease is not
+        current (already released or ended)."""
+
+    @abstractmethod
+    async def cancel_run(self, run_id: str) -> tuple[RunRecord, JobRecord | None, bool]:
+        """Cancel a run: a queued job -> Canceled at once (job done); a leased job ->
+        CancelRequested (the job, returned leased with cancel_requested, tells the caller which
+        node to stop); a run without job not finished -> Canceled; a finished run -> unchanged.
+        Returns (run, its job or None, whether the status changed). NotFound for a missing run."""
+
+    @abstractmethod
+    async def jobs_of_node(self, node_id: str) -> list[JobRecord]:
+        """The jobs leased to `node_id` now."""
+
+    @abstractmethod
+    async def jobs_by_lease(self, lease_ids: Sequence[str]) -> dict[str, JobRecord]:
+        """The jobs whose current or last lease is among `lease_ids`, by lease id."""
+
+    @abstractmethod
+    async def expired_leases(self, seen_before: float) -> list[JobRecord]:
+        """Leased jobs whose node was last seen before `seen_before` (unix seconds)."""
+
+    # --- nodes and compute targets ----------------------------------------------------------------------
+
+    @abstractmethod
+    async def upsert_node(self, node: NodeRecord) -> None:
+        """Record a node that joined (or rejoined) its target; last_seen = now."""
+
+    @abstractmethod
+    async def set_node_connected(self, node_id: str, connected: bool) -> None:
+        """Mark the node's Work stream open or closed; last_seen = now."""
+
+    @abstractmethod
+    async def node_seen(self, node_id: str) -> None:
+        """A heartbeat: last_seen = now (the node's leases live on)."""
+
+    @abstractmethod
+    async def list_nodes(self, target: str = "") -> list[NodeRecord]:
+        """Known nodes (of `target`, "" = all) with the leases they hold (busy, run_ids)."""
+
+    @abstractmethod
+    async def list_compute_targets(self, name: str = "") -> list[TargetRecord]:
+        """Targets that have nodes or unfinished jobs (only `name` when given), by name."""
+
+    @abstractmethod
+    async def list_active_runs(self, target: str, statuses: Sequence[str] = ()) -> list[ActiveRunRecord]:
+        """Unfinished runs whose target is `target`, and their descendants, newest first.
+        `statuses` may hold "Queued" (NotStarted, Queued) and "Running" (every other unfinished
+        status); anything else raises InvalidArgument."""
+
+    # --- logs ---------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def read_log(self, run_id: str, path: str = "", from_line: int = 0, max_lines: int = 0) -> LogRead:
+        """Lines `from_line` .. (at most `max_lines`, 0 = all) of a run's log file ("" = its first
+        one), read in one transaction. An unknown path reads as an empty file; NotFound for a
+        missing run."""

@@ -30,20 +30,34 @@ from runwire.server import limits as server_limits
 from runwire.server import rules
 from runwire.server.errors import AlreadyExists, CollectorError, FailedPrecondition, InvalidArgument, NotFound
 from runwire.server.records import (
+    JOB_DONE,
+    JOB_LEASED,
+    JOB_QUEUED,
+    ActiveRunRecord,
     ArtifactRecord,
     ChunkRef,
+    CommittedLog,
     CommittedPoints,
+    EndedLease,
     ExperimentRecord,
     IngestOutcome,
     IngestUnit,
+    JobRecord,
+    LeaseGrant,
+    LogInput,
+    LogRead,
     NewRun,
+    NodeRecord,
     PointsInput,
+    ReleasedLease,
     RunErrorRecord,
     RunQuery,
     RunRecord,
     RunUpdate,
     SeriesSnapshot,
     SnapshotRecord,
+    StatusInput,
+    TargetRecord,
 )
 from runwire.server.store import series
 from runwire.server.store.base import Store
@@ -54,7 +68,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+"""3: jobs, nodes and log lines (issue 4); 2: the per-producer dedup floor. Older databases are
+upgraded in place when opened (every table and index is created IF NOT EXISTS)."""
 PAGE_SIZE = 16384
 """SQLite page size for new databases: fewer overflow pages per chunk blob."""
 READ_PREFETCH_BYTES = 8 * 1024 * 1024
@@ -145,6 +161,45 @@ CREATE TABLE IF NOT EXISTS snapshots (
     files INTEGER NOT NULL,
     size INTEGER NOT NULL,
     created_time REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    run_id TEXT PRIMARY KEY REFERENCES runs (id),
+    target TEXT NOT NULL,
+    definition BLOB NOT NULL,
+    state TEXT NOT NULL,
+    lease_id TEXT NOT NULL DEFAULT '',
+    node_id TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    queued_time REAL NOT NULL,
+    leased_time REAL NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (target, state, queued_time);
+CREATE INDEX IF NOT EXISTS jobs_by_lease ON jobs (lease_id);
+CREATE INDEX IF NOT EXISTS jobs_by_node ON jobs (node_id, state);
+CREATE TABLE IF NOT EXISTS nodes (
+    node_id TEXT PRIMARY KEY,
+    target TEXT NOT NULL,
+    slots INTEGER NOT NULL,
+    hostname TEXT NOT NULL DEFAULT '',
+    pid INTEGER NOT NULL DEFAULT 0,
+    last_seen REAL NOT NULL,
+    connected INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS runs_by_target ON runs (target);
+CREATE TABLE IF NOT EXISTS log_files (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    path TEXT NOT NULL,
+    line_count INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (run_id, path)
+);
+CREATE TABLE IF NOT EXISTS logs (
+    file_id INTEGER NOT NULL REFERENCES log_files (id),
+    first_line INTEGER NOT NULL,
+    line_count INTEGER NOT NULL,
+    blob BLOB NOT NULL,
+    PRIMARY KEY (file_id, first_line)
 );
 """
 
@@ -247,6 +302,8 @@ class SqliteStore(Store):
         if self._wconn is not None:
             try:
                 self._wconn.execute("PRAGMA optimize")
+            except sqlite3.OperationalError as e:  # another collector holds the database: skip the hint
+                log.debug("PRAGMA optimize skipped", extra={"fields": {"error": str(e)}})
             finally:
                 self._wconn.close()
                 self._wconn = None
@@ -457,6 +514,13 @@ class SqliteStore(Store):
                 )
                 for run_id, key, value in rows:
                     getattr(by_id[run_id], attr)[key] = value
+            rows = conn.execute(
+                "SELECT run_id, path FROM log_files WHERE run_id IN (SELECT value FROM json_each(?)) "
+                "AND line_count > 0 ORDER BY id",
+                (ids,),
+            )
+            for run_id, path in rows:
+                by_id[run_id].log_files.append(path)
         return runs
 
     async def list_runs(self, query: RunQuery) -> list[RunRecord]:
@@ -529,6 +593,11 @@ class SqliteStore(Store):
             if u.status in TERMINAL_STATUSES and end is None:
                 sets.append("end_time = ?")
                 params.append(now)
+            if u.status in TERMINAL_STATUSES:
+                # a finished run's job is never (re)leased; a node still running it is told at its next heartbeat
+                conn.execute(
+                    "UPDATE jobs SET state = ? WHERE run_id = ? AND state != ?", (JOB_DONE, u.run_id, JOB_DONE)
+                )
         if u.display_name is not None:
             sets.append("display_name = ?")
             params.append(u.display_name)
@@ -618,6 +687,7 @@ class SqliteStore(Store):
         run_warnings: dict[str, list[str]] = {}
         outcomes = []
         producers: set[str] = set()
+        log_files: dict[tuple[str, str], list[int]] = {}  # (run, path) -> [file id, lines], this transaction
         for unit in units:
             out = IngestOutcome()
             for batch in unit.batches:
@@ -635,7 +705,18 @@ class SqliteStore(Store):
                 out.batches_committed += 1
                 for points in batch.metrics:
                     self._stage(conn, points, out, pending, run_warnings)
+                for run_id, text in batch.problems:
+                    out.warnings.append(text)
+                    run_warnings.setdefault(run_id, []).append(text)
+                for item in batch.logs:
+                    self._append_log(conn, item, out, log_files, run_warnings)
+                for change in batch.statuses:
+                    self._apply_status(conn, change, out)
             outcomes.append(out)
+        conn.executemany(
+            "UPDATE log_files SET line_count = ? WHERE id = ?",
+            [(count, file_id) for file_id, count in log_files.values()],
+        )
         chunk_rows = []
         series_rows = []
         for entry in pending.values():
@@ -657,11 +738,110 @@ class SqliteStore(Store):
             series_rows,
         )
         for run_id, warnings in run_warnings.items():
-            self._append_run_warnings(conn, run_id, warnings)
+            self._append_run_warnings(conn, run_id, warnings)  # no-op for a run that does not exist
         for producer_id in producers:
             self._raise_floor(conn, producer_id)
         self._evict()
         return outcomes
+
+    # --- log lines and status changes reported through ingest (issue 4) -------------------------------
+
+    def _append_log(
+        self,
+        conn: sqlite3.Connection,
+        item: LogInput,
+        out: IngestOutcome,
+        files: dict[tuple[str, str], list[int]],
+        run_warnings: dict[str, list[str]],
+    ) -> None:
+        """Append `item`'s lines to its log file: lines the file already holds are skipped (a resend
+        never duplicates); after a gap the lines are stored from the file's end (never a hole)."""
+        key = (item.run_id, item.path)
+        entry = files.get(key)
+        if entry is None:
+            row = conn.execute(
+                "SELECT id, line_count FROM log_files WHERE run_id = ? AND path = ?", (item.run_id, item.path)
+            ).fetchone()
+            if row is None:
+                if conn.execute("SELECT 1 FROM runs WHERE id = ?", (item.run_id,)).fetchone() is None:
+                    out.warnings.append(
+                        f"run {item.run_id!r} log {item.path!r}: no run with this id; {len(item.lines)} lines dropped"
+                    )
+                    return
+                cur = conn.execute(
+                    "INSERT INTO log_files (run_id, path, line_count) VALUES (?, ?, 0)", (item.run_id, item.path)
+                )
+                row = (cur.lastrowid, 0)
+            entry = files[key] = [row[0], row[1]]
+        file_id, count = entry
+        lines, first = item.lines, item.first_line
+        if first < count:
+            skip = count - first
+            if skip >= len(lines):
+                return
+            lines, first = lines[skip:], count
+        elif first > count:
+            text = (
+                f"run {item.run_id!r} log {item.path!r}: lines {count}..{first - 1} never arrived; "
+                f"the {len(lines)} lines sent as {first}.. are stored from line {count}"
+            )
+            out.warnings.append(text)
+            run_warnings.setdefault(item.run_id, []).append(text)
+            first = count
+        blob = codec.compress(json.dumps(lines, ensure_ascii=False).encode())
+        conn.execute(
+            "INSERT INTO logs (file_id, first_line, line_count, blob) VALUES (?, ?, ?, ?)",
+            (file_id, first, len(lines), blob),
+        )
+        entry[1] = first + len(lines)
+        out.events.append(CommittedLog(item.run_id, item.path, first, lines))
+
+    def _apply_status(self, conn: sqlite3.Connection, sc: StatusInput, out: IngestOutcome) -> None:
+        """Apply a reported status change per metrics.proto `StatusChange` (ignored when stale, when
+        the run is finished, or, without a lease, while a node runs the run's job)."""
+        row = conn.execute("SELECT status, start_time FROM runs WHERE id = ?", (sc.run_id,)).fetchone()
+        if row is None:
+            out.warnings.append(f"run {sc.run_id!r}: status {sc.status} reported for no run with this id; ignored")
+            return
+        status, start = row
+        job = self._job_tx(conn, sc.run_id)
+        leased = job is not None and job.state == JOB_LEASED
+        if sc.lease_id and not (leased and job is not None and job.lease_id == sc.lease_id):
+            log.info(
+                "stale status change ignored",
+                extra={"fields": {"run_id": sc.run_id, "status": sc.status, "lease_id": sc.lease_id}},
+            )
+            return
+        if status in TERMINAL_STATUSES:
+            return  # terminal statuses are never left (this also covers only_if_active)
+        if leased and not sc.lease_id and sc.only_if_active:
+            return  # the node running the job reports its outcome (it knows the exit code)
+        new = sc.status
+        if (status == "CancelRequested" or (job is not None and job.cancel_requested)) and new not in TERMINAL_STATUSES:
+            new = status  # a cancel in progress is only left for a final status
+        now = time.time()
+        sets, params = [], []
+        if new != status:
+            sets.append("status = ?")
+            params.append(new)
+            if new in TERMINAL_STATUSES:
+                sets.append("end_time = ?")
+                params.append(now)
+        if sc.status == "Running" and start is None:
+            sets.append("start_time = ?")
+            params.append(now)
+        if sc.error is not None:
+            sets.append("error = ?")
+            params.append(_error_json(sc.error))
+        if not sets:
+            return
+        conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", [*params, sc.run_id])
+        if new in TERMINAL_STATUSES and job is not None and job.state != JOB_DONE:
+            conn.execute("UPDATE jobs SET state = ? WHERE run_id = ?", (JOB_DONE, sc.run_id))
+            if leased:
+                out.ended_leases.append(EndedLease(job.lease_id, job.run_id, job.node_id, job.target))
+        if new != status or sc.error is not None:
+            out.events.append(self._get_run_tx(conn, sc.run_id))
 
     # --- deduplication keys ---------------------------------------------------------------------------
     # A producer numbers its batches 1, 2, 3, ... Its *floor* is the highest seq below which every
@@ -1038,3 +1218,318 @@ class SqliteStore(Store):
         if row is None:
             raise NotFound(f"snapshot {snapshot_id!r} not found")
         return SnapshotRecord(*row)
+
+    # --- script runs: jobs, leases, nodes, logs (issue 4) ---------------------------------------------
+
+    async def submit_run(self, new: NewRun, definition: bytes) -> RunRecord:
+        rules.check_experiment_name(new.experiment_name)
+        rules.check_run_id(new.run_id)
+        rules.check_status(new.status)
+        rules.check_display_name(new.display_name)
+        rules.check_tags(new.tags)
+        rules.check_properties(new.properties)
+        rules.check_tag_count(new.run_id, len(new.tags))
+        rules.check_property_count(new.run_id, len(new.properties))
+        rules.check_target(new.target)
+        return await self._write(self._submit_run_tx, new, definition)
+
+    def _submit_run_tx(self, conn: sqlite3.Connection, new: NewRun, definition: bytes) -> RunRecord:
+        run = self._create_run_tx(conn, new)
+        conn.execute(
+            "INSERT INTO jobs (run_id, target, definition, state, queued_time) VALUES (?, ?, ?, ?, ?)",
+            (run.run_id, new.target, definition, JOB_QUEUED, run.created_time),
+        )
+        return run
+
+    @staticmethod
+    def _job_tx(conn: sqlite3.Connection, run_id: str) -> JobRecord | None:
+        row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE run_id = ?", (run_id,)).fetchone()
+        return None if row is None else _job(row)
+
+    async def get_job(self, run_id: str) -> JobRecord:
+        job = await self._read(self._job_tx, run_id)
+        if job is None:
+            if await self._read(lambda conn: conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()):
+                raise NotFound(f"run {run_id} has no job (it was not submitted to a compute target)")
+            raise NotFound(f"run {run_id} not found")
+        return job
+
+    async def lease_next(self, target: str, node_id: str) -> LeaseGrant | None:
+        return await self._write(self._lease_next_tx, target, node_id)
+
+    def _lease_next_tx(self, conn: sqlite3.Connection, target: str, node_id: str) -> LeaseGrant | None:
+        while True:
+            row = conn.execute(
+                "SELECT run_id FROM jobs WHERE target = ? AND state = ? AND cancel_requested = 0 "
+                "ORDER BY queued_time, rowid LIMIT 1",
+                (target, JOB_QUEUED),
+            ).fetchone()
+            if row is None:
+                return None
+            (run_id,) = row
+            lease_id = uuid.uuid4().hex
+            now = time.time()
+            # conditional: of several collectors racing for this job, exactly one gets it
+            cur = conn.execute(
+                "UPDATE jobs SET state = ?, lease_id = ?, node_id = ?, attempts = attempts + 1, leased_time = ? "
+                "WHERE run_id = ? AND state = ?",
+                (JOB_LEASED, lease_id, node_id, now, run_id, JOB_QUEUED),
+            )
+            if cur.rowcount != 1:
+                continue
+            (status,) = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if status in TERMINAL_STATUSES:  # ended by other means (UpdateRun): never run it
+                conn.execute("UPDATE jobs SET state = ? WHERE run_id = ?", (JOB_DONE, run_id))
+                continue
+            conn.execute("UPDATE runs SET status = 'Preparing' WHERE id = ?", (run_id,))
+            job = self._job_tx(conn, run_id)
+            assert job is not None
+            return LeaseGrant(lease_id, node_id, job, self._get_run_tx(conn, run_id))
+
+    async def release_lease(self, lease_id: str, reason: str) -> ReleasedLease | None:
+        return await self._write(self._release_lease_tx, lease_id, reason)
+
+    def _release_lease_tx(self, conn: sqlite3.Connection, lease_id: str, reason: str) -> ReleasedLease | None:
+        row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE lease_id = ? AND state = ?", (lease_id, JOB_LEASED))
+        found = row.fetchone()
+        if found is None:
+            return None
+        job = _job(found)
+        (status,) = conn.execute("SELECT status FROM runs WHERE id = ?", (job.run_id,)).fetchone()
+        now = time.time()
+        requeued = False
+        if status in TERMINAL_STATUSES:
+            conn.execute("UPDATE jobs SET state = ? WHERE run_id = ?", (JOB_DONE, job.run_id))
+        elif job.cancel_requested:
+            conn.execute("UPDATE jobs SET state = ? WHERE run_id = ?", (JOB_DONE, job.run_id))
+            conn.execute("UPDATE runs SET status = 'Canceled', end_time = ? WHERE id = ?", (now, job.run_id))
+        elif status in NOT_STARTED_STATUSES:
+            conn.execute("UPDATE jobs SET state = ? WHERE run_id = ?", (JOB_QUEUED, job.run_id))
+            conn.execute("UPDATE runs SET status = 'Queued' WHERE id = ?", (job.run_id,))
+            requeued = True
+        else:
+            node = conn.execute("SELECT hostname FROM nodes WHERE node_id = ?", (job.node_id,)).fetchone()
+            name = f"{node[0]} ({job.node_id})" if node and node[0] else job.node_id
+            error = RunErrorRecord(NODE_LOST_ERROR_CODE, f"node {name} {reason}")
+            conn.execute("UPDATE jobs SET state = ? WHERE run_id = ?", (JOB_DONE, job.run_id))
+            conn.execute(
+                "UPDATE runs SET status = 'Failed', end_time = ?, error = ? WHERE id = ?",
+                (now, _error_json(error), job.run_id),
+            )
+        after = self._job_tx(conn, job.run_id)
+        assert after is not None
+        return ReleasedLease(after, self._get_run_tx(conn, job.run_id), requeued)
+
+    async def cancel_run(self, run_id: str) -> tuple[RunRecord, JobRecord | None, bool]:
+        return await self._write(self._cancel_run_tx, run_id)
+
+    def _cancel_run_tx(self, conn: sqlite3.Connection, run_id: str) -> tuple[RunRecord, JobRecord | None, bool]:
+        row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"run {run_id} not found")
+        (status,) = row
+        job = self._job_tx(conn, run_id)
+        if status in TERMINAL_STATUSES:
+            return self._get_run_tx(conn, run_id), job, False
+        now = time.time()
+        if job is not None and job.state == JOB_LEASED:
+            conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE run_id = ?", (run_id,))
+            conn.execute("UPDATE runs SET status = 'CancelRequested' WHERE id = ?", (run_id,))
+            job = self._job_tx(conn, run_id)
+            return self._get_run_tx(conn, run_id), job, status != "CancelRequested"
+        if job is not None:
+            conn.execute("UPDATE jobs SET state = ?, cancel_requested = 1 WHERE run_id = ?", (JOB_DONE, run_id))
+            job = self._job_tx(conn, run_id)
+        conn.execute("UPDATE runs SET status = 'Canceled', end_time = ? WHERE id = ?", (now, run_id))
+        return self._get_run_tx(conn, run_id), job, True
+
+    async def jobs_of_node(self, node_id: str) -> list[JobRecord]:
+        return await self._read(
+            lambda conn: [
+                _job(r)
+                for r in conn.execute(
+                    f"SELECT {_JOB_COLUMNS} FROM jobs WHERE node_id = ? AND state = ? ORDER BY leased_time",
+                    (node_id, JOB_LEASED),
+                )
+            ]
+        )
+
+    async def jobs_by_lease(self, lease_ids: Sequence[str]) -> dict[str, JobRecord]:
+        ids = json.dumps(list(lease_ids))
+        return await self._read(
+            lambda conn: {
+                job.lease_id: job
+                for job in (
+                    _job(r)
+                    for r in conn.execute(
+                        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE lease_id IN (SELECT value FROM json_each(?))", (ids,)
+                    )
+                )
+            }
+        )
+
+    async def expired_leases(self, seen_before: float) -> list[JobRecord]:
+        return await self._read(
+            lambda conn: [
+                _job(r)
+                for r in conn.execute(
+                    f"SELECT {', '.join('j.' + c for c in _JOB_COLUMNS.split(', '))} FROM jobs j "
+                    "LEFT JOIN nodes n ON n.node_id = j.node_id "
+                    "WHERE j.state = ? AND COALESCE(n.last_seen, 0) < ?",
+                    (JOB_LEASED, seen_before),
+                )
+            ]
+        )
+
+    async def upsert_node(self, node: NodeRecord) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO nodes (node_id, target, slots, hostname, pid, last_seen, connected) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (node_id) DO UPDATE SET target = excluded.target, "
+                "slots = excluded.slots, hostname = excluded.hostname, pid = excluded.pid, "
+                "last_seen = excluded.last_seen, connected = excluded.connected",
+                (node.node_id, node.target, node.slots, node.hostname, node.pid, time.time(), int(node.connected)),
+            )
+        )
+
+    async def set_node_connected(self, node_id: str, connected: bool) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE nodes SET connected = ?, last_seen = ? WHERE node_id = ?",
+                (int(connected), time.time(), node_id),
+            )
+        )
+
+    async def node_seen(self, node_id: str) -> None:
+        await self._write(
+            lambda conn: conn.execute("UPDATE nodes SET last_seen = ? WHERE node_id = ?", (time.time(), node_id))
+        )
+
+    async def list_nodes(self, target: str = "") -> list[NodeRecord]:
+        return await self._read(self._list_nodes_tx, target)
+
+    @staticmethod
+    def _list_nodes_tx(conn: sqlite3.Connection, target: str) -> list[NodeRecord]:
+        sql = "SELECT node_id, target, slots, hostname, pid, last_seen, connected FROM nodes"
+        params: tuple = ()
+        if target:
+            sql += " WHERE target = ?"
+            params = (target,)
+        nodes = [
+            NodeRecord(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]))
+            for r in conn.execute(sql + " ORDER BY node_id", params)
+        ]
+        by_id = {n.node_id: n for n in nodes}
+        rows = conn.execute(
+            "SELECT node_id, run_id FROM jobs WHERE state = ? AND node_id IN (SELECT value FROM json_each(?)) "
+            "ORDER BY leased_time",
+            (JOB_LEASED, json.dumps(list(by_id))),
+        )
+        for node_id, run_id in rows:
+            by_id[node_id].busy += 1
+            by_id[node_id].run_ids.append(run_id)
+        return nodes
+
+    async def list_compute_targets(self, name: str = "") -> list[TargetRecord]:
+        return await self._read(self._list_compute_targets_tx, name)
+
+    def _list_compute_targets_tx(self, conn: sqlite3.Connection, name: str) -> list[TargetRecord]:
+        nodes = self._list_nodes_tx(conn, name)
+        counts: dict[str, list[int]] = {}
+        sql = "SELECT target, state, count(*) FROM jobs WHERE state != ?"
+        params: list = [JOB_DONE]
+        if name:
+            sql += " AND target = ?"
+            params.append(name)
+        for target, state, n in conn.execute(sql + " GROUP BY target, state", params):
+            counts.setdefault(target, [0, 0])[0 if state == JOB_QUEUED else 1] += n
+        names = sorted({n.target for n in nodes} | set(counts))
+        return [
+            TargetRecord(t, [n for n in nodes if n.target == t], counts.get(t, [0, 0])[0], counts.get(t, [0, 0])[1])
+            for t in names
+        ]
+
+    async def list_active_runs(self, target: str, statuses: Sequence[str] = ()) -> list[ActiveRunRecord]:
+        wanted = rules.active_run_statuses(statuses)
+        return await self._read(self._list_active_runs_tx, target, sorted(wanted))
+
+    def _list_active_runs_tx(self, conn: sqlite3.Connection, target: str, wanted: list[str]) -> list[ActiveRunRecord]:
+        prefix = (
+            "WITH RECURSIVE tree (id) AS (SELECT id FROM runs WHERE target = ? "
+            "UNION SELECT c.id FROM runs c JOIN tree t ON c.parent_id = t.id) "
+        )
+        where = f"WHERE r.id IN (SELECT id FROM tree) AND r.status IN ({', '.join('?' * len(wanted))})"
+        runs = self._load_runs(conn, where, [target, *wanted], prefix)
+        nodes = dict(
+            conn.execute(
+                "SELECT run_id, node_id FROM jobs WHERE state = ? AND run_id IN (SELECT value FROM json_each(?))",
+                (JOB_LEASED, json.dumps([r.run_id for r in runs])),
+            ).fetchall()
+        )
+        return [ActiveRunRecord(r, nodes.get(r.run_id, "")) for r in runs]
+
+    async def read_log(self, run_id: str, path: str = "", from_line: int = 0, max_lines: int = 0) -> LogRead:
+        return await self._read(self._read_log_tx, run_id, path, from_line, max_lines)
+
+    @staticmethod
+    def _read_log_tx(conn: sqlite3.Connection, run_id: str, path: str, from_line: int, max_lines: int) -> LogRead:
+        if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+            raise NotFound(f"run {run_id} not found")
+        if path:
+            row = conn.execute(
+                "SELECT id, path, line_count FROM log_files WHERE run_id = ? AND path = ?", (run_id, path)
+            ).fetchone()
+        else:
+            row = conn.execute(
+                "SELECT id, path, line_count FROM log_files WHERE run_id = ? AND line_count > 0 ORDER BY id LIMIT 1",
+                (run_id,),
+            ).fetchone()
+        if row is None:
+            return LogRead(run_id, path, from_line, [], 0)
+        file_id, path, total = row
+        end = total if max_lines <= 0 else min(total, from_line + max_lines)
+        lines: list[str] = []
+        if from_line < end:
+            rows = conn.execute(
+                "SELECT first_line, line_count, blob FROM logs WHERE file_id = ? AND first_line < ? "
+                "AND first_line + line_count > ? ORDER BY first_line",
+                (file_id, end, from_line),
+            )
+            for first, count, blob in rows:
+                chunk = json.loads(codec.decompress(blob, limits.MAX_GRPC_MESSAGE_BYTES * 4))
+                lo = max(from_line - first, 0)
+                hi = min(end - first, count)
+                lines.extend(chunk[lo:hi])
+        return LogRead(run_id, path, from_line, lines, total)
+
+
+_JOB_COLUMNS = (
+    "run_id, target, definition, state, lease_id, node_id, attempts, queued_time, leased_time, cancel_requested"
+)
+
+NOT_STARTED_STATUSES = frozenset({"NotStarted", "Queued", "Preparing", "Provisioning", "Starting"})
+"""A job whose run is in one of these never started its process: losing its lease queues it again."""
+
+NODE_LOST_ERROR_CODE = "NodeLost"
+"""Error code of a run failed because the node running its job was lost."""
+
+
+def _job(row: tuple) -> JobRecord:
+    return JobRecord(
+        run_id=row[0],
+        target=row[1],
+        definition=row[2],
+        state=row[3],
+        lease_id=row[4],
+        node_id=row[5],
+        attempts=row[6],
+        queued_time=row[7],
+        leased_time=row[8],
+        cancel_requested=bool(row[9]),
+    )
+
+
+def _error_json(error: RunErrorRecord) -> str:
+    return json.dumps(
+        {"code": error.code, "message": rules.truncate_error_message(error.message), "details_json": error.details_json}
+    )
