@@ -13,7 +13,7 @@ from runwire import codec, limits
 from runwire.server import limits as server_limits
 from runwire.server.batches import RejectedRequest, decode_request
 from runwire.server.records import IngestOutcome, NewRun
-from runwire.server.store.sqlite import SqliteStore
+from runwire.server.store.sqlite import SCHEMA_VERSION, SqliteStore
 from runwire.v1 import ingest_pb2, metrics_pb2
 
 _seq = iter(range(1, 1_000_000))
@@ -332,7 +332,7 @@ async def test_schema_v1_database_is_upgraded_in_place(tmp_path):
     finally:
         await s.close()
     con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     con.close()
 
 
