@@ -9,6 +9,7 @@ is sent by the next agent started on it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -20,10 +21,21 @@ from pathlib import Path
 from runwire.agent.batcher import Batcher
 from runwire.agent.metrics import AgentStats, make_registry
 from runwire.agent.receiver import Receiver
+from runwire.agent.reports import Reporter
+from runwire.agent.runner import Runner, RunnerConfig
 from runwire.agent.sender import Backoff, Sender
 from runwire.agent.spool import FSYNC_INTERVAL_S, SPOOL_MAX_BYTES_DEFAULT, Spool
 from runwire.agent.uploads import UPLOADS_DIR, Uploads
-from runwire.limits import AGENT_BATCH_MAX_BYTES, AGENT_BATCH_MAX_DELAY_S, MAX_FRAME_BYTES, SPOOL_SEGMENT_BYTES
+from runwire.agent.watch import Watch
+from runwire.agent.work import WorkClient
+from runwire.limits import (
+    AGENT_BATCH_MAX_BYTES,
+    AGENT_BATCH_MAX_DELAY_S,
+    JOB_CANCEL_GRACE_S,
+    MAX_FRAME_BYTES,
+    NODE_HEARTBEAT_S,
+    SPOOL_SEGMENT_BYTES,
+)
 from runwire.v1 import frames_pb2
 
 log = logging.getLogger("runwire.agent")
@@ -50,6 +62,11 @@ class AgentConfig:
     http_listen: tuple[str, int] | None = None
     stop_grace_s: float = AGENT_STOP_GRACE_S
     backoff: tuple[float, float] | None = None  # (min, max) seconds; None: the sender's defaults
+    compute_target: str | None = None  # None: this agent runs no jobs
+    slots: int = 1  # jobs run at once (with a compute target)
+    keep_job_dirs: bool = False  # keep jobs' working folders after they end
+    job_cancel_grace_s: float = JOB_CANCEL_GRACE_S  # SIGTERM -> SIGKILL of a stopped job
+    heartbeat_s: float = NODE_HEARTBEAT_S
 
     def __post_init__(self) -> None:
         self.socket_path = Path(self.socket_path)
@@ -83,6 +100,10 @@ class Agent:
         self.receiver: Receiver | None = None
         self.sender: Sender | None = None
         self.uploads: Uploads | None = None
+        self.reporter: Reporter | None = None
+        self.watch: Watch | None = None
+        self.runner: Runner | None = None
+        self.work: WorkClient | None = None
         self.registry = make_registry(self.stats, self._gauges)
         self._http = None
         self.http_address: tuple[str, int] | None = None
@@ -129,6 +150,8 @@ class Agent:
             backoff=Backoff(*cfg.backoff) if cfg.backoff else None,
         )
         await self.uploads.start()
+        self.reporter = Reporter(self.batcher, self.spool, self.agent_id)
+        self.watch = Watch(self.reporter)
         self.receiver = Receiver(
             cfg.socket_path,
             self.batcher,
@@ -138,12 +161,17 @@ class Agent:
             status_fn=self.status,
             max_frame_bytes=cfg.max_frame_bytes,
             uploads=self.uploads,
+            on_claims_closed=self.watch.watch,
         )
         try:
             await self.receiver.start()
             if cfg.http_listen is not None:
                 await self._start_http(*cfg.http_listen)
+            if cfg.compute_target:
+                await self._start_jobs()
         except BaseException:
+            if self.work is not None:
+                await self.work.stop()
             await self.uploads.stop()
             await self.sender.stop()
             await self.batcher.close()
@@ -163,12 +191,46 @@ class Agent:
             },
         )
 
+    async def _start_jobs(self) -> None:
+        cfg = self.config
+        self.runner = Runner(
+            RunnerConfig(
+                target=cfg.compute_target or "",
+                slots=cfg.slots,
+                spool_dir=cfg.spool_dir,
+                collector=cfg.collector,
+                socket_path=cfg.socket_path.absolute(),
+                token=cfg.token,
+                keep_job_dirs=cfg.keep_job_dirs,
+                cancel_grace_s=cfg.job_cancel_grace_s,
+                log_batch_delay_s=cfg.batch_delay_s,
+            ),
+            self.reporter,
+            self.uploads,
+            self.stats,
+        )
+        await asyncio.to_thread(self.runner.start)
+        self.work = WorkClient(
+            cfg.collector,
+            self.agent_id,
+            self.runner,
+            token=cfg.token,
+            backoff=Backoff(*cfg.backoff) if cfg.backoff else None,
+            heartbeat_s=cfg.heartbeat_s,
+        )
+        await self.work.start()
+
     async def stop(self, grace_s: float | None = None) -> None:
         if not self._started:
             return
         self._started = False
         grace = self.config.stop_grace_s if grace_s is None else grace_s
+        if self.work is not None:
+            await self.work.stop()  # no new leases; then stop the jobs and report them
+        if self.runner is not None:
+            await self.runner.stop()
         await self.receiver.stop()
+        self.watch.close()
         self.batcher.cut()
         await self.batcher.wait_idle()
         await self.receiver.wait_acks(1.0)
@@ -236,6 +298,15 @@ class Agent:
                 "files received from SDKs and not yet committed at the collector",
             ),
             "uploads_pending_bytes": (self.uploads.pending_bytes if self.uploads else 0, "bytes of those files"),
+            "jobs_running": (self.runner.running if self.runner else 0, "job processes running on this node"),
+            "jobs_held": (
+                len(self.runner.jobs) if self.runner else 0,
+                "leases this node holds (waiting, running, ending)",
+            ),
+            "clients_watched": (
+                self.watch.watching if self.watch else 0,
+                "exited-connection processes watched for claimed runs",
+            ),
             "backpressure": (
                 1.0 if spool and spool.full else 0.0,
                 "1 while the spool is full (SDK sockets not read)",

@@ -22,7 +22,7 @@ from runwire._runtime import (
 from runwire.agent.app import AGENT_STOP_GRACE_S, Agent, AgentConfig
 from runwire.agent.receiver import AgentAlreadyRunning
 from runwire.agent.spool import FSYNC_MODES, SPOOL_MAX_BYTES_DEFAULT
-from runwire.limits import AGENT_BATCH_MAX_DELAY_S
+from runwire.limits import AGENT_BATCH_MAX_DELAY_S, JOB_CANCEL_GRACE_S
 
 log = logging.getLogger("runwire.agent")
 
@@ -84,12 +84,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stop-grace", type=float, default=AGENT_STOP_GRACE_S, help="seconds to drain the spool when stopping"
     )
+    parser.add_argument(
+        "--compute-target",
+        default=None,
+        help="join this compute target and run its queued jobs (default: run no jobs)",
+    )
+    parser.add_argument("--slots", type=int, default=1, help="jobs run at once with --compute-target (default 1)")
+    parser.add_argument("--keep-job-dirs", action="store_true", help="keep the working folders of jobs after they end")
+    parser.add_argument(
+        "--job-cancel-grace",
+        type=float,
+        default=JOB_CANCEL_GRACE_S,
+        help=f"seconds a stopped job gets between SIGTERM and SIGKILL (default {JOB_CANCEL_GRACE_S:g})",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
     if args.batch_delay_ms < 0:
         raise ValueError("--batch-delay-ms must not be negative")
+    if args.slots < 1:
+        raise ValueError("--slots must be at least 1")
+    if args.job_cancel_grace < 0:
+        raise ValueError("--job-cancel-grace must not be negative")
+    if args.compute_target is not None and not args.compute_target.strip():
+        raise ValueError("--compute-target must not be empty")
     http = None
     if args.http_listen:
         http = parse_hostport(args.http_listen)
@@ -104,6 +123,10 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         spool_max_bytes=args.spool_max_bytes,
         http_listen=http,
         stop_grace_s=args.stop_grace,
+        compute_target=args.compute_target or None,
+        slots=args.slots,
+        keep_job_dirs=args.keep_job_dirs,
+        job_cancel_grace_s=args.job_cancel_grace,
     )
 
 
@@ -130,6 +153,8 @@ async def serve(config: AgentConfig, ready_file: str | None = None) -> int:
             "pid": os.getpid(),
             "spool_dir": str(config.spool_dir),
             "collector": config.collector,
+            "compute_target": config.compute_target,
+            "slots": config.slots,
         }
         if agent.http_address is not None:
             info["http"] = format_hostport(*agent.http_address)

@@ -34,6 +34,8 @@ class AgentStats:
     records_sent: int = 0
     reconnects: int = 0
     corrupt_records: int = 0
+    jobs_started: int = 0
+    jobs_finished: int = 0
 
     def uptime(self) -> float:
         return time.time() - self.started
@@ -53,6 +55,8 @@ _COUNTERS = {
     "records_sent": "spool records sent to the collector, resends included",
     "reconnects": "reconnections of the ingest stream to the collector",
     "corrupt_records": "spool records found corrupt on reload and skipped",
+    "jobs_started": "job processes started on this node",
+    "jobs_finished": "job processes that exited on this node",
 }
 
 

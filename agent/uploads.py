@@ -24,7 +24,9 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
+import uuid
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -342,6 +344,72 @@ class Uploads:
                 return
             done = frames_pb2.FileDone(upload_id=upload_id, error=error, conflict=conflict)
             conn._send(pack(frames_pb2.AgentFrame(file_done=done)))
+
+    # --- files of the agent itself (job outputs and logs) ------------------------------------------
+
+    async def add_local(self, run_id: str, name: str, path: str | os.PathLike[str]) -> str:
+        """Upload a local file as artifact `name` of `run_id`; returns the upload id (see
+        `wait_done`). The file is linked (or copied) into the uploads area first, so it may be
+        deleted once this returns. Raises ArtifactNameError for a bad name, OSError when the file
+        cannot be read."""
+        (upload_id,) = await self.add_local_many(run_id, [(name, path)])
+        return upload_id
+
+    async def add_local_many(self, run_id: str, files: list[tuple[str, str | os.PathLike[str]]]) -> list[str]:
+        """`add_local` for several files (one forced write to disk for all); returns their upload
+        ids in order, "" for a file that was skipped (bad name, unreadable: logged)."""
+        metas: list[dict | None] = await asyncio.to_thread(self._take_local, run_id, files)
+        ready = [m for m in metas if m is not None]
+        if ready:
+            await asyncio.to_thread(self._sync, ready)
+            for meta in ready:
+                self._enqueue(meta)
+        return [m["upload_id"] if m is not None else "" for m in metas]
+
+    def _take_local(self, run_id: str, files: list[tuple[str, str | os.PathLike[str]]]) -> list[dict | None]:
+        out: list[dict | None] = []
+        for name, path in files:
+            upload_id = f"local-{uuid.uuid4().hex}"
+            data = self.folder / f"{upload_id}.data"
+            try:
+                norm = normalize_name(name)
+                try:
+                    os.link(path, data)
+                except OSError:
+                    shutil.copyfile(path, data)
+                digest = hashlib.sha256()
+                size = 0
+                with open(data, "rb") as f:
+                    while chunk := f.read(FILE_CHUNK_BYTES):
+                        digest.update(chunk)
+                        size += len(chunk)
+            except (OSError, ArtifactNameError) as e:
+                data.unlink(missing_ok=True)
+                log.warning(
+                    "cannot upload a local file", extra={"fields": {"run": run_id, "name": name, "error": str(e)}}
+                )
+                out.append(None)
+                continue
+            meta = {
+                "upload_id": upload_id,
+                "run_id": run_id,
+                "name": norm,
+                "size": size,
+                "sha256": digest.hexdigest(),
+                "received": time.time(),
+            }
+            self._write_meta(meta)
+            out.append(meta)
+        return out
+
+    async def wait_done(self, upload_ids: list[str]) -> dict[str, tuple[str, bool]]:
+        """Wait until these uploads are done; returns upload id -> (error, conflict), error "" when
+        committed at the collector."""
+        for upload_id in upload_ids:
+            event = self._done_events.get(upload_id)
+            if event is not None:
+                await event.wait()
+        return {upload_id: self._results.get(upload_id, ("", False)) for upload_id in upload_ids}
 
     # --- uploading to the collector ---------------------------------------------------------------
 
