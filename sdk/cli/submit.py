@@ -114,7 +114,7 @@ def _build(args: argparse.Namespace) -> tuple[Any, str, dict[str, str | None]]:
         env.python.user_managed_dependencies = True
         env.python.interpreter_path = args.interpreter
     if env_vars:
-        env.environment_variables = {**(getattr(env, "environment_variables", None) or {}), **env_vars}
+        env.environment_variables.update(env_vars)
     config = ScriptRunConfig(
         source_directory=str(source),
         script=script,
