@@ -1,6 +1,7 @@
 """Print a run's log (default `user_logs/std_log.txt`: a submitted script's stdout and stderr).
 
-With -f/--follow it keeps printing new lines as the collector stores them until the run ends, then
+With -f/--follow it keeps printing new lines as the collector commits them (pushed live, the
+way `run.wait_for_completion(show_output=True)` streams) until the run ends, then
 prints the final status on stderr and exits 0 (Completed) or 1 (Failed or Canceled). Log lines are
 printed as they were written.
 """
@@ -9,16 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 from runwire.cli._common import add_endpoint_arguments, endpoint_from_args, fail, safe
 from runwire.jobs import STD_LOG_PATH
-from runwire.statuses import TERMINAL_STATUSES
-
-LOGS_POLL_S = 0.5
-"""How often `runwire logs -f` asks the collector for new lines of a run that has not ended."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,23 +39,21 @@ def print_lines(transport: Any, run_id: str, path: str, from_line: int, write: C
     return line
 
 
-def follow(transport: Any, run_id: str, path: str, from_line: int, write: Callable[[str], Any]) -> str:
-    """Print the log as it grows until the run ends; return its final status. The status is read
-    before each read of the log, so the lines read after a terminal status are the whole log."""
-    from runwire.exceptions import RunNotFoundError
+class _SkipLines:
+    """A `write` that drops the first `count` lines it is given (each write is whole lines)."""
 
-    line = from_line
-    while True:
-        status = transport.get_run(run_id).status
-        try:
-            line = print_lines(transport, run_id, path, line, write)
-        except RunNotFoundError:
-            if status in TERMINAL_STATUSES:  # the run ended without ever writing this log
-                raise
-        sys.stdout.flush()
-        if status in TERMINAL_STATUSES:
-            return status
-        time.sleep(LOGS_POLL_S)  # polling the collector: nothing local to wait on
+    def __init__(self, write: Callable[[str], Any], count: int) -> None:
+        self.write = write
+        self.count = count
+
+    def __call__(self, text: str) -> None:
+        if self.count > 0:
+            lines = text.split("\n")  # a captured line never holds "\n" (other breaks are its own)
+            dropped = min(self.count, len(lines) - 1)
+            self.count -= dropped
+            text = "\n".join(lines[dropped:])
+        if text:
+            self.write(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,8 +75,15 @@ def run(args: argparse.Namespace) -> int:
             except RunNotFoundError as e:
                 return fail("logs", f"run {args.run_id} ({record.status}) has no log {args.path!r} yet: {e}")
             return 0
+        from runwire.log_stream import stream_log
+
+        def write_now(text: str) -> None:
+            sys.stdout.write(text)
+            sys.stdout.flush()  # live, also into a pipe
+
         try:
-            status = follow(transport, args.run_id, args.path, args.from_line, write)
+            follow_write = _SkipLines(write_now, args.from_line) if args.from_line else write_now
+            status = stream_log(transport, args.run_id, follow_write, follow=True, path=args.path)
         except KeyboardInterrupt:
             sys.stdout.flush()
             return 130

@@ -147,7 +147,9 @@ def run(args: argparse.Namespace) -> int:
         print(run_id, flush=True)
         print(f"follow it with: runwire logs -f {safe(run_id)}", file=sys.stderr)
         return 0
-    print(f"Submitted {safe(run_id)} (experiment {safe(name)}, compute target {safe(args.compute_target)})", flush=True)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # each streamed line shows at once, also in a pipe
+    print(f"Submitted {safe(run_id)} (experiment {safe(name)}, compute target {safe(args.compute_target)})")
     try:
         details = script_run.wait_for_completion(show_output=True, raise_on_error=False)
     except KeyboardInterrupt:
