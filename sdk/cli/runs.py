@@ -228,7 +228,7 @@ def _print_show(view: dict[str, Any], record: Any) -> None:
     logs = view.get("logFiles") or {}
     _section("Log files", {name: "" for name in logs})
     metrics = view.get("metrics") or {}
-    _section("Metrics", {name: f"{_cell(m['last'])}  ({m['count']} rows)" for name, m in metrics.items()})
+    _section("Metrics", {name: f"{_cell(m['last'])}  ({_rows(m['count'])})" for name, m in metrics.items()})
     line("Children", view.get("children", 0))
 
 
@@ -267,3 +267,7 @@ def _cancel(args: argparse.Namespace) -> int:
         transport.close()
     sys.stdout.flush()
     return status
+
+
+def _rows(n: int) -> str:
+    return "1 row" if n == 1 else f"{n} rows"
