@@ -15,6 +15,7 @@ from runwire.run import Run, _filter, _str_values, _user
 
 if TYPE_CHECKING:
     from runwire.live import Subscription
+    from runwire.script_run import ScriptRun
     from runwire.workspace import Workspace
 
 EXPERIMENT_NAME_RULE = re.compile(r"^[a-zA-Z0-9][\w-]{0,254}$")
@@ -106,9 +107,24 @@ class Experiment:
             tags=_str_values(tags, "tag") if tags else None,
             properties=properties,
         )
+        run = Run._from_record(self, record, outputs)
+        run._producer.claim(record.run_id)  # this process owns it: dying without ending it fails it
         if outputs:
             os.makedirs(outputs, exist_ok=True)
-        return Run._from_record(self, record, outputs)
+        return run
+
+    def submit(self, config: Any, tags: dict[str, Any] | None = None, **kwargs: Any) -> ScriptRun:
+        """Submit a `ScriptRunConfig`: snapshot its source folder and queue the run for its compute
+        target; returns the `ScriptRun` at once (status `Queued`, id `<experiment>_<unix
+        seconds>_<8 hex>`). Keyword arguments as Azure ML: `run_id=None`,
+        `credential_passthrough=False` (accepted, unused). `tags` are set on the new run.
+
+        runwire runs scripts in existing interpreters (a user-managed environment's
+        `python.interpreter_path`, else the agent's Python); Docker environments raise
+        UserErrorException."""
+        from runwire.script_run import submit_script_run
+
+        return submit_script_run(self, config, tags, kwargs=kwargs)
 
     def get_runs(
         self,

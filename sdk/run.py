@@ -8,6 +8,8 @@ import html
 import json
 import logging
 import os
+import shlex
+import sys
 import time
 import traceback
 import uuid
@@ -23,24 +25,31 @@ from runwire._transports.producer import FlushTimeout
 from runwire.artifacts import RunFiles
 from runwire.exceptions import (
     ActivityFailedException,
+    ExperimentExecutionException,
     MetricTypeError,
     RunEnvironmentException,
     UserErrorException,
 )
+from runwire.jobs import DEFAULT_TARGET, ENV_RUN_ID, SCRIPT_RUN_TYPE
 from runwire.limits import INT64_MAX, INT64_MIN
 from runwire.offline import OfflineRun
 from runwire.series import MetricSeries, azure_value
 from runwire.statuses import POST_PROCESSING_STATUSES, TERMINAL_STATUSES
 
 if TYPE_CHECKING:
+    from runwire.compute import ActiveRunRecord, ComputeTarget
     from runwire.experiment import Experiment
     from runwire.live import Subscription
+    from runwire.script_run import ScriptRun
     from runwire.workspace import Workspace
 
 log = logging.getLogger("runwire.sdk")
 
 MAX_CHILDREN_PER_CALL = 100
 """`create_children` makes at most this many runs at once (Azure ML's limit)."""
+
+DEFAULT_STUDIO = "http://127.0.0.1:7421"
+"""The studio's address when the endpoint names none (`runwire up`'s default)."""
 
 _KIND_CALLS = {codec.SCALAR: "log", codec.LIST: "log_list", codec.TABLE: "log_row/log_table", codec.IMAGE: "log_image"}
 _time_ns = time.time_ns
@@ -61,6 +70,12 @@ def _str_values(items: dict[str, Any], what: str) -> dict[str, str | None]:
             value = str(value)
         out[key] = value
     return out
+
+
+def _activity_failed(details: dict[str, Any]) -> str:
+    """The text of the ActivityFailedException of a failed run: Azure ML's, with the error JSON."""
+    error = details.get("error") or "Detailed error not set on the Run. Please check the logs for details."
+    return "Activity Failed:\n" + json.dumps(error, indent=4)
 
 
 def _filter(spec: str | dict[str, Any] | list[str] | None) -> dict[str, str | None] | None:
@@ -92,6 +107,10 @@ class Run(RunFiles):
         return run
 
     def _bind(self, experiment: Experiment, record: RunRecord, outputs: str | None) -> None:
+        if record.type == SCRIPT_RUN_TYPE and type(self) is Run:
+            from runwire.script_run import ScriptRun
+
+            self.__class__ = ScriptRun  # a submitted script's run, however it was loaded
         self._experiment = experiment
         self._transport: Transport = experiment._transport
         self._record = record
@@ -389,6 +408,9 @@ class Run(RunFiles):
         if self._submitted:
             log.warning("cancel() inside a submitted run does nothing; cancel it from outside (run.cancel())")
             return
+        if self._record.type == SCRIPT_RUN_TYPE:
+            self._record = self._transport.cancel_run(self._id)  # its node stops the process
+            return
         self._set_status("Canceled")
         self._upload_outputs()
         self.flush()
@@ -402,6 +424,8 @@ class Run(RunFiles):
         return {"status": self.get_status(), "details": None}
 
     def get_details(self) -> dict[str, Any]:
+        """The run's details in Azure ML's shape (RUN_API.md §9.4); `logFiles` maps each log file
+        to its download URL."""
         record = self._record = self._transport.get_run(self._id)
         details: dict[str, Any] = {
             "runId": record.run_id,
@@ -414,8 +438,8 @@ class Run(RunFiles):
         details["properties"] = dict(record.properties)
         details["inputDatasets"] = []
         details["outputDatasets"] = []
-        details["runDefinition"] = {}
-        details["logFiles"] = {}
+        details["runDefinition"] = self._run_definition(record)
+        details["logFiles"] = {path: self._log_url(path) for path in record.log_files}
         details["submittedBy"] = record.properties.get("runwire.submitted_by") or ""
         if record.error:
             details["error"] = {"error": dict(record.error)}
@@ -423,31 +447,104 @@ class Run(RunFiles):
             details["warnings"] = [{"message": w} for w in record.warnings]
         return details
 
+    def _run_definition(self, record: RunRecord) -> dict[str, Any]:
+        """A script run's definition (script, arguments, target, environment, ...); {} for others."""
+        if record.type != SCRIPT_RUN_TYPE:
+            return {}
+        try:
+            job = self._transport.get_job(self._id)
+        except UserErrorException:
+            return {}
+        d = job.definition
+        return {
+            "script": d.script or None,
+            "arguments": list(d.arguments),
+            "command": shlex.join(d.command) if d.command else "",
+            "target": job.target or record.target,
+            "environment": {
+                "name": d.environment_name,
+                "python": {
+                    "userManagedDependencies": d.user_managed_dependencies,
+                    "interpreterPath": d.interpreter_path or "python",
+                },
+                "environmentVariables": dict(d.environment_variables),
+            },
+            "maxRunDurationSeconds": d.max_run_duration_seconds or None,
+            "sourceDirectory": d.source_directory,
+            "snapshotId": d.snapshot_id,
+        }
+
+    def _log_url(self, path: str) -> str:
+        studio = (self._transport.endpoint.studio or DEFAULT_STUDIO).rstrip("/")
+        return f"{studio}/api/v1/runs/{quote(self._id, safe='')}/logs/{quote(path)}"
+
+    def _log_text(self, path: str) -> str:
+        return "".join(line + "\n" for chunk in self._transport.get_log(self._id, path) for line in chunk.lines)
+
+    def get_details_with_logs(self) -> dict[str, Any]:
+        """`get_details()` with each `logFiles` value the file's content instead of its URL."""
+        details = self.get_details()
+        details["logFiles"] = {path: self._log_text(path) for path in details["logFiles"]}
+        return details
+
     def wait_for_completion(
         self, show_output: bool = False, wait_post_processing: bool = False, raise_on_error: bool = True
     ) -> dict[str, Any]:
-        """Wait while the run is in the running set (and post-processing, if asked); return get_details()."""
-        wait_post = wait_post_processing or show_output
-        delay = 0.2
-        while True:
-            status = self.get_status()
-            if status in TERMINAL_STATUSES or (status in POST_PROCESSING_STATUSES and not wait_post):
-                break
-            time.sleep(delay)  # polling a remote status: there is no local condition to wait on
-            delay = min(delay * 1.5, 5.0)
+        """Wait for the run to end; returns `get_details()`.
+
+        Without `show_output` it returns once the run leaves the running set (RUN_API.md §9.1) — at
+        `Finalizing`, unless `wait_post_processing`. With `show_output=True` it prints the run id,
+        its studio URL, then its log (`user_logs/std_log.txt`) line by line as it is written, waits
+        until the run has ended, and prints the execution summary. A `Failed` run raises
+        `ActivityFailedException` (with the error JSON) unless `raise_on_error=False`, which prints
+        the error instead. The status and the log are pushed by the collector (no polling)."""
+        from runwire.log_stream import stream_log, wait_for_status
+
+        if not show_output:
+            post = wait_post_processing
+
+            def done(status: str) -> bool:
+                return status in TERMINAL_STATUSES or (status in POST_PROCESSING_STATUSES and not post)
+
+            if not done(self._record.status):
+                wait_for_status(self._transport, self._id, done)
+            details = self.get_details()
+            if details["status"] == "Failed" and raise_on_error:
+                raise ActivityFailedException(_activity_failed(details))
+            return details
+
+        def write(text: str) -> None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+        url = self.get_portal_url()
+        write(f"RunId: {self._id}\nWeb View: {url}\n")
+        try:
+            stream_log(self._transport, self._id, write, follow=True, title=True)
+        except KeyboardInterrupt:
+            raise ExperimentExecutionException(
+                "The output streaming for the run interrupted.\n"
+                "But the run is still executing on the compute target.\n"
+                f"Cancel it with run.cancel() or `runwire runs cancel {self._id}`."
+            ) from None
         details = self.get_details()
-        if show_output:
-            print(f"RunId: {self._id}\nWeb View: {self.get_portal_url()}\n")
-            print("Execution Summary\n=================")
-            print(f"RunId: {self._id}\nWeb View: {self.get_portal_url()}\n")
-        if details["status"] == "Failed" and raise_on_error:
-            raise ActivityFailedException(json.dumps(details.get("error", {}), indent=4))
+        write(f"\nExecution Summary\n=================\nRunId: {self._id}\nWeb View: {url}\n")
+        messages = [w.get("message") for w in details.get("warnings", []) if w.get("message")]
+        if messages:
+            write("\nWarnings:\n" + "".join(m + "\n" for m in messages) + "\n")
+        if details["status"] == "Failed":
+            if raise_on_error:
+                raise ActivityFailedException(_activity_failed(details))
+            error = details.get("error") or "Detailed error not set on the Run. Please check the logs for details."
+            write("\nError:\n" + json.dumps(error, indent=4) + "\n")
+        write("\n")
         return details
 
     # --- children -------------------------------------------------------------------------------
 
     def child_run(self, name: str | None = None, run_id: str | None = None, outputs: str | None = None) -> Run:
-        """Create and start a child run (status Running)."""
+        """Create and start a child run (status Running) on the parent's compute target. This
+        process owns it: if the process dies without ending it, its agent reports it Failed."""
         record = self._transport.create_run(
             self._experiment.name,
             run_id or str(uuid.uuid4()),
@@ -455,8 +552,10 @@ class Run(RunFiles):
             parent_run_id=self._id,
             name=f"{self.name or self._id}>{name}" if name else None,
             display_name=name,
+            target=self._record.target or DEFAULT_TARGET,
             properties={"azureml.runsource": "experiment", "runwire.submitted_by": _user()},
         )
+        self._producer.claim(record.run_id)
         return Run._from_record(self._experiment, record, outputs)
 
     def create_children(
@@ -483,13 +582,21 @@ class Run(RunFiles):
                 str(uuid.uuid4()),
                 status="NotStarted",
                 parent_run_id=self._id,
+                target=self._record.target or DEFAULT_TARGET,
                 tags=tags,
                 properties={"azureml.runsource": "experiment", "runwire.submitted_by": _user()},
             )
+            self._producer.claim(record.run_id)
             child = Run._from_record(self._experiment, record)
             child.start()
             children.append(child)
         return children
+
+    def submit_child(self, config: Any, tags: dict[str, Any] | None = None, **kwargs: Any) -> ScriptRun:
+        """Submit a ScriptRunConfig as a child of this run (as `experiment.submit`); returns at once."""
+        from runwire.script_run import submit_script_run
+
+        return submit_script_run(self._experiment, config, tags, parent=self, kwargs=kwargs)
 
     def get_children(
         self,
@@ -530,7 +637,7 @@ class Run(RunFiles):
         return False
 
     def get_portal_url(self) -> str:
-        studio = self._transport.endpoint.studio or "http://127.0.0.1:7421"
+        studio = self._transport.endpoint.studio or DEFAULT_STUDIO
         return f"{studio.rstrip('/')}/runs/{quote(self._id, safe='')}"
 
     def __str__(self) -> str:
@@ -552,11 +659,15 @@ class Run(RunFiles):
         """The run of this submitted script (the same object on every call), or, outside a submitted
         run, an offline run that only prints what it would log (RunEnvironmentException when
         allow_offline=False). A submitted script finds its run through RUNWIRE_RUN_ID,
-        RUNWIRE_COLLECTOR and RUNWIRE_AGENT_SOCKET, which the executor sets."""
+        RUNWIRE_COLLECTOR and RUNWIRE_AGENT_SOCKET, which the executor sets.
+
+        The submitted run is a `ScriptRun` whose status belongs to the node that runs it
+        (`complete()`/`fail()` flush without changing it); the node also uploads `./outputs` after
+        the script exits, so the run object does not."""
         global _context_run
         if _context_run is not None and (not isinstance(_context_run, OfflineRun) or allow_offline):
             return _context_run
-        run_id = os.environ.get("RUNWIRE_RUN_ID")
+        run_id = os.environ.get(ENV_RUN_ID)
         if not run_id:
             if not allow_offline:
                 raise RunEnvironmentException(
@@ -571,7 +682,9 @@ class Run(RunFiles):
         workspace = Workspace.from_config()
         record = workspace._transport.get_run(run_id)
         experiment = Experiment(workspace, record.experiment_name, _skip_name_validation=True)
-        run = cls._from_record(experiment, record, os.environ.get("RUNWIRE_OUTPUT_DIRECTORY", "./outputs"))
+        from runwire.script_run import ScriptRun
+
+        run = ScriptRun._from_record(experiment, record, None)  # the node uploads ./outputs after exit
         run._submitted = True
         _context_run = run
         return run
@@ -582,6 +695,31 @@ class Run(RunFiles):
 
         record = workspace._transport.get_run(run_id)
         return Run._from_record(Experiment(workspace, record.experiment_name), record)
+
+    @staticmethod
+    def list_by_compute(
+        compute: ComputeTarget | str,
+        type: str | None = None,
+        tags: str | dict[str, Any] | None = None,
+        properties: str | dict[str, Any] | None = None,
+        status: str | None = None,
+    ) -> Iterator[ActiveRunRecord]:
+        """Generator of the unfinished runs of a compute target (a ComputeTarget, or a name in the
+        workspace of `Workspace.from_config()`) as lightweight records (RUN_API.md §15); `status`
+        may only be "Running" or "Queued"."""
+        from runwire.compute import ComputeTarget, active_runs
+
+        if isinstance(compute, ComputeTarget):
+            workspace, name = compute.workspace, compute.name
+        elif isinstance(compute, str):
+            from runwire.workspace import Workspace
+
+            workspace, name = Workspace.from_config(), compute
+        else:
+            raise UserErrorException(
+                f"compute must be a ComputeTarget or a target name, not {compute.__class__.__name__}"
+            )
+        return active_runs(workspace, name, type, tags, properties, status)
 
     @staticmethod
     def list(

@@ -11,6 +11,7 @@ from runwire._transports import Transport
 from runwire.config import DEFAULT_WORKSPACE_NAME, Endpoint, load_endpoint
 
 if TYPE_CHECKING:
+    from runwire.compute import ComputeTarget
     from runwire.experiment import Experiment
     from runwire.run import Run
 
@@ -105,8 +106,11 @@ class Workspace:
         }
 
     @property
-    def compute_targets(self) -> dict[str, Any]:
-        return {}
+    def compute_targets(self) -> dict[str, ComputeTarget]:
+        """The compute targets the collector knows (those agents have joined), by name."""
+        from runwire.compute import ComputeTarget
+
+        return {t.name: t for t in ComputeTarget.list(self)}
 
     def get_run(self, run_id: str) -> Run:
         from runwire.run import Run
