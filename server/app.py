@@ -21,6 +21,8 @@ from runwire.server.artifacts import ARTIFACTS_SERVICE_NAME, ArtifactsService, a
 from runwire.server.blobstore import ArtifactStore, LocalArtifactStore
 from runwire.server.bus import InProcessBus, LiveBus
 from runwire.server.committer import GroupCommitter
+from runwire.server.compute import COMPUTE_SERVICE_NAME, ComputeService, add_compute_service
+from runwire.server.dispatch import Dispatcher
 from runwire.server.http import build_app
 from runwire.server.ingest import IngestService
 from runwire.server.live import LiveService, add_live_service
@@ -40,6 +42,7 @@ SERVICE_NAMES = (
     runs_pb2.DESCRIPTOR.services_by_name["Runs"].full_name,
     ARTIFACTS_SERVICE_NAME,
     live_pb2.DESCRIPTOR.services_by_name["Live"].full_name,
+    COMPUTE_SERVICE_NAME,
 )
 
 
@@ -62,6 +65,8 @@ class CollectorConfig:
     http_listen: str | None = "127.0.0.1:7421"
     """HOST:PORT for HTTP, or None for no HTTP server."""
     log_level: str = "info"
+    lease_ttl: float = server_limits.LEASE_TTL_S
+    """Seconds a node's leases outlive its last heartbeat (`--lease-ttl`)."""
 
 
 class Collector:
@@ -85,6 +90,7 @@ class Collector:
         self._health: health.aio.HealthServicer | None = None
         self._http: web.AppRunner | None = None
         self._committer: GroupCommitter | None = None
+        self.dispatcher: Dispatcher | None = None
         self._decode_pool: ThreadPoolExecutor | None = None
         self._store_open = False
         self._started = 0.0
@@ -96,7 +102,11 @@ class Collector:
             await self.store.open()
             self._store_open = True
             self._decode_pool = ThreadPoolExecutor(server_limits.DECODE_THREADS, thread_name_prefix="runwire-decode")
-            self._committer = GroupCommitter(self.store, self.telemetry, self.live)
+            self.dispatcher = Dispatcher(self.store, self.live, lease_ttl=self.config.lease_ttl)
+            self.dispatcher.start()
+            self._committer = GroupCommitter(
+                self.store, self.telemetry, self.live, on_leases_ended=self.dispatcher.leases_ended
+            )
             self._committer.start()
             await self._start_grpc()
             if self._http_hostport is not None:
@@ -135,6 +145,8 @@ class Collector:
         self.blobs.sweep_partials(server_limits.PARTIAL_UPLOAD_TTL_S)
         self._artifacts = ArtifactsService(self.store, self.blobs, live=self.live)
         add_artifacts_servicer(self._artifacts, server)
+        assert self.dispatcher is not None
+        add_compute_service(ComputeService(self.store, self.dispatcher, live=self.live), server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         self._server = server
@@ -172,9 +184,13 @@ class Collector:
         what was already received, then close the store."""
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()  # ends the nodes' Work streams (they reconnect elsewhere or later)
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+        if self.dispatcher is not None:
+            await self.dispatcher.drain()
         if self._http is not None:
             await self._http.cleanup()
             self._http = None
@@ -184,6 +200,7 @@ class Collector:
         if self._committer is not None:
             await self._committer.stop()
             self._committer = None
+        self.dispatcher = None
         if self._decode_pool is not None:
             self._decode_pool.shutdown(wait=False, cancel_futures=True)
             self._decode_pool = None

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
 
 from runwire.server import limits as server_limits
-from runwire.server.bus import LiveBus, metric_events
-from runwire.server.records import IngestOutcome, IngestUnit
+from runwire.server.bus import BusEvent, LiveBus, log_event, metric_events, status_event
+from runwire.server.records import CommittedLog, EndedLease, IngestOutcome, IngestUnit
 from runwire.server.store.base import Store
 from runwire.server.telemetry import Telemetry
 
@@ -25,9 +26,17 @@ class CommitterClosed(RuntimeError):
 
 
 class GroupCommitter:
-    def __init__(self, store: Store, telemetry: Telemetry, bus: LiveBus | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        telemetry: Telemetry,
+        bus: LiveBus | None = None,
+        on_leases_ended: Callable[[Sequence[EndedLease]], None] | None = None,
+    ) -> None:
+        """`on_leases_ended` hears of the leases that commits ended (the dispatcher frees their slots)."""
         self._store = store
         self._bus = bus
+        self._on_leases_ended = on_leases_ended
         self._telemetry = telemetry
         self._queue: asyncio.Queue[tuple[IngestUnit, asyncio.Future[IngestOutcome]] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -93,6 +102,11 @@ class GroupCommitter:
             for outcome in outcomes:
                 if outcome.committed:
                     self._bus.publish(metric_events(outcome.committed, now))
+                if outcome.events:
+                    self._bus.publish(_events(outcome.events))
+        ended = [lease for o in outcomes for lease in o.ended_leases]
+        if ended and self._on_leases_ended is not None:
+            self._on_leases_ended(ended)
         self._telemetry.committed(
             requests=len(group),
             batches=sum(o.batches_committed for o in outcomes),
@@ -108,3 +122,14 @@ class GroupCommitter:
         for (_, future), outcome in zip(group, outcomes, strict=True):
             if not future.done():
                 future.set_result(outcome)
+
+
+def _events(events: Sequence[object]) -> list[BusEvent]:
+    """Bus events for committed log lines and status changes, in the order they were applied."""
+    out = []
+    for ev in events:
+        if isinstance(ev, CommittedLog):
+            out.append(log_event(ev.run_id, ev.path, ev.lines, ev.first_line))
+        else:
+            out.append(status_event(ev))  # type: ignore[arg-type]  # a RunRecord
+    return out

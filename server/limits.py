@@ -56,3 +56,21 @@ LIVE_QUEUE_MAX_POINTS = 1_000_000
 
 LIVE_MESSAGE_MAX_POINTS = 65_536
 """Metric points one live message carries at most: queued metric events are sent together up to it."""
+
+# --- script runs on compute targets (issue 4) -------------------------------------------------------
+
+LEASE_TTL_S = 30.0
+"""Default seconds a node's leases outlive its last heartbeat (`runwire server --lease-ttl`). After
+it, a lease is lost: a job that never reached Running is queued again, a running one fails with
+error code NodeLost (the job's process dies with its agent). Nodes heartbeat every
+`runwire.limits.NODE_HEARTBEAT_S`, so it should be many heartbeats long."""
+
+LEASE_SWEEP_INTERVAL_S = 1.0
+"""How often the collector looks for leases whose node's heartbeats stopped (at most; a shorter
+lease TTL sweeps four times per TTL)."""
+
+LOG_MESSAGE_MAX_BYTES = 1024 * 1024
+"""Characters of log lines in one `LogChunk` (GetLog) or history `LogEvent` (Live) at most (at least one line)."""
+
+LOG_READ_PAGE_LINES = 65_536
+"""Log lines read from the store in one read transaction when streaming a log file."""

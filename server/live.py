@@ -5,7 +5,9 @@ resolves its run scope from the store, then (with `from_start`) sends the histor
 matching runs from the store, then a LIVE marker, then the buffered and later events. Every
 published metric event says which rows of its series it holds (`first_row`, `count`) and history
 is read per series as one consistent snapshot of `count` rows, so at the seam buffered rows that
-the history already covered are dropped (or cut) exactly: no gap, no duplicate.
+the history already covered are dropped (or cut) exactly: no gap, no duplicate. Log lines work the
+same way: every log event says its first line number, the history of each log file is read up to
+the lines stored when it started, and buffered lines it covered are dropped or cut.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from runwire.server import limits as server_limits
 from runwire.server.bus import (
     LAGGED,
     LIVE,
+    LOG,
     METRIC,
     STATUS,
     TAG,
@@ -33,6 +36,7 @@ from runwire.server.bus import (
     tag_event,
 )
 from runwire.server.errors import CollectorError, NotFound
+from runwire.server.query import read_log_chunks
 from runwire.server.records import RunQuery, RunRecord
 from runwire.server.store.base import Store
 from runwire.v1 import live_pb2, live_pb2_grpc, metrics_pb2
@@ -76,9 +80,10 @@ class LiveService(live_pb2_grpc.LiveServicer):
                 flt.resolve(r.run_id for r in runs)
             sub.release()
             seen: dict[tuple[str, str], int] = {}
+            seen_logs: dict[tuple[str, str], int] = {}
             statuses: dict[str, str] = {}
             if request.from_start:
-                async for message in self._history(flt, runs, seen):
+                async for message in self._history(flt, runs, seen, seen_logs):
                     if message.kind == STATUS:
                         statuses[message.run_id] = message.status.status
                     yield message
@@ -89,7 +94,7 @@ class LiveService(live_pb2_grpc.LiveServicer):
                     yield item.message()
                     continue
                 if item.kind != METRIC:
-                    message = _seam(item, flt, seen)
+                    message = _seam(item, flt, seen, seen_logs)
                     if (
                         message is not None
                         and item.kind == STATUS
@@ -142,7 +147,11 @@ class LiveService(live_pb2_grpc.LiveServicer):
         return runs
 
     async def _history(
-        self, flt: EventFilter, runs: list[RunRecord], seen: dict[tuple[str, str], int]
+        self,
+        flt: EventFilter,
+        runs: list[RunRecord],
+        seen: dict[tuple[str, str], int],
+        seen_logs: dict[tuple[str, str], int],
     ) -> AsyncIterator[live_pb2.LiveEvent]:
         if not runs and not flt.scoped:
             runs = await self._store.list_runs(RunQuery(include_children=True))
@@ -152,6 +161,19 @@ class LiveService(live_pb2_grpc.LiveServicer):
                 yield status_event(run).message()
             if TAG in flt.kinds and run.tags:
                 yield tag_event(run, {}, []).message()
+            if LOG in flt.kinds:
+                for path in run.log_files:
+                    try:
+                        async for chunk in read_log_chunks(self._store, run.run_id, path):
+                            seen_logs[(run.run_id, path)] = chunk.total_lines
+                            if chunk.lines:
+                                yield live_pb2.LiveEvent(
+                                    kind=LOG,
+                                    run_id=run.run_id,
+                                    log=live_pb2.LogEvent(path=path, lines=chunk.lines, first_line=chunk.first_line),
+                                )
+                    except NotFound:
+                        break  # deleted meanwhile
             if METRIC not in flt.kinds:
                 continue
             try:
@@ -178,12 +200,19 @@ class LiveService(live_pb2_grpc.LiveServicer):
                 continue  # deleted meanwhile
 
 
-def _seam(ev: BusEvent, flt: EventFilter, seen: dict[tuple[str, str], int]) -> Any:
+def _seam(
+    ev: BusEvent,
+    flt: EventFilter,
+    seen: dict[tuple[str, str], int],
+    seen_logs: dict[tuple[str, str], int] | None = None,
+) -> Any:
     """The message for a queued event (for a metric event: its serialized entry), or
-    None when the filter (now resolved) or the history already covers it; a metric event the
-    history covers in part is cut to its new rows."""
+    None when the filter (now resolved) or the history already covers it; a metric or log event
+    the history covers in part is cut to its new rows or lines."""
     if not flt.matches(ev):
         return None
+    if ev.kind == LOG and seen_logs:
+        return _log_seam(ev, seen_logs)
     if ev.kind != METRIC:
         return ev.message()
     covered = seen.get((ev.run_id, ev.name)) if seen else None
@@ -212,6 +241,25 @@ def _seam(ev: BusEvent, flt: EventFilter, seen: dict[tuple[str, str], int]) -> A
         ),
     )
     return part.metric_entry()
+
+
+def _log_seam(ev: BusEvent, seen_logs: dict[tuple[str, str], int]) -> live_pb2.LiveEvent | None:
+    """A log event without the lines the history already sent (`seen_logs`: lines per file)."""
+    body = ev.body
+    assert isinstance(body, live_pb2.LogEvent)
+    covered = seen_logs.get((ev.run_id, body.path))
+    first, n = body.first_line, len(body.lines)
+    if covered is None or first >= covered:
+        return ev.message()
+    if first + n <= covered:
+        return None
+    skip = covered - first
+    return live_pb2.LiveEvent(
+        kind=LOG,
+        run_id=ev.run_id,
+        time=ev.time,
+        log=live_pb2.LogEvent(path=body.path, lines=body.lines[skip:], first_line=covered),
+    )
 
 
 def _serialize(message: live_pb2.LiveEvent | bytes) -> bytes:

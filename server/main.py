@@ -30,6 +30,16 @@ def _hostport(value: str) -> str:
     return value
 
 
+def _positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {value}")
+    return seconds
+
+
 def _http_listen(value: str) -> str | None:
     return None if value.lower() == "off" else _hostport(value)
 
@@ -64,6 +74,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="once listening, write the bound addresses there as JSON (keys grpc, http, pid, data_dir)",
     )
     parser.add_argument(
+        "--lease-ttl",
+        type=_positive_seconds,
+        default=server_limits.LEASE_TTL_S,
+        metavar="SECONDS",
+        help="seconds a node's job leases outlive its last heartbeat; then a job that never started is "
+        "queued again and a running one fails (default: %(default)s)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -79,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         grpc_listen=args.grpc_listen,
         http_listen=args.http_listen,
         log_level=args.log_level,
+        lease_ttl=args.lease_ttl,
     )
     return run_async(_serve(config, args.ready_file))
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import grpc
 
 from runwire import limits
+from runwire.server import limits as server_limits
 from runwire.server import rules
 from runwire.server.bus import LiveBus, status_event, tag_event
 from runwire.server.errors import CollectorError, InvalidArgument, refuse
@@ -69,6 +70,7 @@ def run_info(r: RunRecord) -> runs_pb2.RunInfo:
         tags=_to_key_values(r.tags),
         properties=_to_key_values(r.properties),
         warnings=r.warnings,
+        log_files=r.log_files,
     )
     if r.error is not None:
         info.error.CopyFrom(
@@ -253,10 +255,65 @@ class RunsService(runs_pb2_grpc.RunsServicer):
             if i >= n:
                 break
 
+    async def GetLog(
+        self, request: runs_pb2.GetLogRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[runs_pb2.LogChunk]:
+        """The lines of one log file as it was when the read started, in messages of at most about
+        LOG_MESSAGE_MAX_BYTES of lines (an empty chunk for a file without lines)."""
+        try:
+            _require_run_id(request.run_id)
+            async for chunk in read_log_chunks(
+                self._store, request.run_id, request.path, request.from_line, request.max_lines
+            ):
+                yield chunk
+        except CollectorError as e:
+            await context.abort(e.code, str(e))
+        except Exception as e:
+            log.exception("request failed", extra={"fields": {"rpc": "GetLog"}})
+            await context.abort(grpc.StatusCode.INTERNAL, f"GetLog failed: {type(e).__name__}: {e}")
+
     async def GetCollectorStatus(
         self, request: runs_pb2.CollectorStatusRequest, context: grpc.aio.ServicerContext
     ) -> runs_pb2.CollectorStatus:
         return await self._status()
+
+
+async def read_log_chunks(
+    store: Store, run_id: str, path: str = "", from_line: int = 0, max_lines: int = 0
+) -> AsyncIterator[runs_pb2.LogChunk]:
+    """A log file's lines `from_line` .. (at most `max_lines`, 0 = up to the lines stored when the
+    read started), read page by page and cut into messages of about LOG_MESSAGE_MAX_BYTES."""
+    page = server_limits.LOG_READ_PAGE_LINES
+    want = page if max_lines <= 0 else min(page, max_lines)
+    read = await store.read_log(run_id, path, from_line, want)
+    path, total = read.path, read.total_lines
+    end = total if max_lines <= 0 else min(total, from_line + max_lines)
+    sent = False
+    while True:
+        lines = read.lines[: max(0, end - read.first_line)]
+        for first, piece in split_lines(read.first_line, lines):
+            yield runs_pb2.LogChunk(run_id=run_id, path=path, first_line=first, lines=piece, total_lines=total)
+            sent = True
+        nxt = read.first_line + len(lines)
+        if not lines or nxt >= end:
+            break
+        read = await store.read_log(run_id, path, nxt, min(page, end - nxt))
+    if not sent:
+        yield runs_pb2.LogChunk(run_id=run_id, path=path, first_line=from_line, total_lines=total)
+
+
+def split_lines(first_line: int, lines: list[str]) -> Iterable[tuple[int, list[str]]]:
+    """`lines` in consecutive pieces of at most about LOG_MESSAGE_MAX_BYTES characters (at least
+    one line each), with the number of each piece's first line."""
+    budget = server_limits.LOG_MESSAGE_MAX_BYTES
+    i, n = 0, len(lines)
+    while i < n:
+        j, size = i, 0
+        while j < n and (j == i or size + len(lines[j]) + 1 <= budget):
+            size += len(lines[j]) + 1
+            j += 1
+        yield first_line + i, lines[i:j]
+        i = j
 
 
 def _require_run_id(run_id: str) -> None:

@@ -1,0 +1,347 @@
+"""The dispatcher: the nodes connected to this collector, and the leasing of queued jobs to them.
+
+The store holds the truth about jobs and leases (several collectors may share one database);
+the dispatcher only holds, per node whose `Work` stream is open here, the queue of messages to
+send it. Whenever something may have freed a slot or queued a job (a submission, a node joining,
+a lease ending, a heartbeat) it runs a grant pass for that target: while a connected node has a
+free slot (its slots minus the leases the store says it holds), the node with the most free
+slots (ties: the one leased to least recently) gets the target's oldest queued job
+(`Store.lease_next`, race-safe), sent on its stream as a `Lease`.
+
+Leases live while their node's heartbeats arrive (`nodes.last_seen` in the store). A sweeper
+releases the leases of nodes silent for the lease TTL; a node that reconnects says which leases
+it still runs, and the others it held are released at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any
+
+from runwire.server import limits as server_limits
+from runwire.server.bus import LiveBus, status_event
+from runwire.server.errors import InvalidArgument
+from runwire.server.records import (
+    JOB_LEASED,
+    EndedLease,
+    JobRecord,
+    LeaseGrant,
+    NodeRecord,
+    ReleasedLease,
+    RunRecord,
+)
+from runwire.server.store.base import Store
+from runwire.v1 import compute_pb2
+
+log = logging.getLogger(__name__)
+
+STALE_LEASE_REASON = "the lease is no longer this node's (it was released, or its run finished)"
+CANCEL_REASON = "the run was canceled"
+
+
+class NodeSession:
+    """One open `Work` stream: what the collector sends the node, in order."""
+
+    def __init__(self, node_id: str, target: str, slots: int, hostname: str, pid: int) -> None:
+        self.node_id = node_id
+        self.target = target
+        self.slots = slots
+        self.hostname = hostname
+        self.pid = pid
+        self.last_lease = 0.0
+        """monotonic time of the last lease granted to it (the fairness tie-break)."""
+        self.cancels_sent: set[str] = set()
+        """Leases this session was already told to stop (not repeated at every heartbeat)."""
+        self.closed = False
+        self._queue: asyncio.Queue[compute_pb2.WorkMessage | None] = asyncio.Queue()
+
+    def send(self, message: compute_pb2.WorkMessage) -> None:
+        if not self.closed:
+            self._queue.put_nowait(message)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._queue.put_nowait(None)
+
+    async def next(self) -> compute_pb2.WorkMessage | None:
+        """The next message to send, or None once the session is closed."""
+        if self.closed and self._queue.empty():
+            return None
+        return await self._queue.get()
+
+
+def lease_message(grant: LeaseGrant) -> compute_pb2.WorkMessage:
+    return compute_pb2.WorkMessage(
+        lease=compute_pb2.Lease(
+            lease_id=grant.lease_id,
+            run_id=grant.job.run_id,
+            experiment_name=grant.run.experiment_name,
+            parent_run_id=grant.run.parent_run_id or "",
+            definition=compute_pb2.JobDefinition.FromString(grant.job.definition),
+        )
+    )
+
+
+def cancel_message(lease_id: str, run_id: str, reason: str, canceled: bool) -> compute_pb2.WorkMessage:
+    return compute_pb2.WorkMessage(
+        cancel=compute_pb2.CancelLease(lease_id=lease_id, run_id=run_id, reason=reason, canceled=canceled)
+    )
+
+
+class Dispatcher:
+    def __init__(self, store: Store, bus: LiveBus | None = None, lease_ttl: float = server_limits.LEASE_TTL_S) -> None:
+        if lease_ttl <= 0:
+            raise ValueError(f"the lease TTL must be positive, not {lease_ttl}")
+        self._store = store
+        self._bus = bus
+        self.lease_ttl = lease_ttl
+        self._sessions: dict[str, NodeSession] = {}
+        self._granting: dict[str, asyncio.Task[None]] = {}
+        self._dirty: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="runwire-lease-sweeper")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
+        for session in list(self._sessions.values()):
+            session.close()
+        grants = list(self._granting.values())
+        for task in grants:
+            task.cancel()
+        await asyncio.gather(*grants, return_exceptions=True)
+
+    async def drain(self) -> None:
+        """Wait for the store writes of streams that ended (call after the gRPC server stopped)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def session(self, node_id: str) -> NodeSession | None:
+        return self._sessions.get(node_id)
+
+    # --- nodes ---------------------------------------------------------------------------------------
+
+    async def join(self, hello: compute_pb2.NodeHello) -> NodeSession:
+        """A node opened its Work stream: record it, reconcile its leases, lease it work."""
+        if not hello.node_id:
+            raise InvalidArgument("NodeHello.node_id must not be empty (the agent id)")
+        if not hello.target:
+            raise InvalidArgument("NodeHello.target must not be empty (the compute target the node joins)")
+        slots = max(hello.slots, 1)
+        old = self._sessions.pop(hello.node_id, None)
+        if old is not None:
+            old.close()  # the node reconnected before its old stream was noticed gone
+        session = NodeSession(hello.node_id, hello.target, slots, hello.hostname, hello.pid)
+        self._sessions[hello.node_id] = session
+        await self._store.upsert_node(
+            NodeRecord(hello.node_id, hello.target, slots, hello.hostname, hello.pid, connected=True)
+        )
+        log.info(
+            "node joined",
+            extra={
+                "fields": {
+                    "node_id": hello.node_id,
+                    "target": hello.target,
+                    "slots": slots,
+                    "hostname": hello.hostname,
+                    "running_leases": len(hello.running_leases),
+                }
+            },
+        )
+        await self._reconcile(session, list(hello.running_leases))
+        self.kick(session.target)
+        return session
+
+    async def _reconcile(self, session: NodeSession, running: list[str]) -> None:
+        """After a (re)connect: leases the store gives this node that it no longer runs are lost
+        now; leases it runs that are not its current ones are stopped."""
+        listed = set(running)
+        for job in await self._store.jobs_of_node(session.node_id):
+            if job.lease_id not in listed:
+                await self._release(
+                    job,
+                    "reconnected without this job's process (its agent restarted, and a job's process dies "
+                    "with its agent)",
+                )
+        await self._check_listed(session, running)
+
+    async def heartbeat(self, session: NodeSession, running: Sequence[str]) -> None:
+        """A heartbeat renews the node's leases; a lease it runs that is not current is stopped, a
+        canceled one is (re)told to stop."""
+        await self._store.node_seen(session.node_id)
+        if running:
+            await self._check_listed(session, list(running))
+        self.kick(session.target)
+
+    async def _check_listed(self, session: NodeSession, running: list[str]) -> None:
+        if not running:
+            return
+        jobs = await self._store.jobs_by_lease(running)
+        for lease_id in running:
+            if lease_id in session.cancels_sent:
+                continue
+            job = jobs.get(lease_id)
+            if job is None or job.state != JOB_LEASED or job.lease_id != lease_id or job.node_id != session.node_id:
+                session.cancels_sent.add(lease_id)
+                session.send(cancel_message(lease_id, job.run_id if job else "", STALE_LEASE_REASON, False))
+                log.info("stale lease stopped", extra={"fields": {"node_id": session.node_id, "lease_id": lease_id}})
+            elif job.cancel_requested:
+                session.cancels_sent.add(lease_id)
+                session.send(cancel_message(lease_id, job.run_id, CANCEL_REASON, True))
+
+    def leave(self, session: NodeSession) -> None:
+        """The node's stream ended: it is disconnected; its leases live until the lease TTL."""
+        session.close()
+        if self._sessions.get(session.node_id) is session:
+            del self._sessions[session.node_id]
+            self._spawn(self._store.set_node_connected(session.node_id, False))
+        log.info("node left", extra={"fields": {"node_id": session.node_id, "target": session.target}})
+
+    # --- leases ------------------------------------------------------------------------------------
+
+    def cancel(self, job: JobRecord) -> bool:
+        """Tell the node holding `job`'s lease to stop it (the run was canceled); False when that
+        node is not connected here (it is told at its next heartbeat wherever it is connected)."""
+        session = self._sessions.get(job.node_id)
+        if session is None or job.state != JOB_LEASED:
+            return False
+        session.cancels_sent.add(job.lease_id)
+        session.send(cancel_message(job.lease_id, job.run_id, CANCEL_REASON, True))
+        return True
+
+    def leases_ended(self, leases: Iterable[EndedLease]) -> None:
+        """Leases ended by committed status changes: their nodes have a slot free again."""
+        for target in {lease.target for lease in leases}:
+            self.kick(target)
+
+    def kick(self, target: str) -> None:
+        """Run a grant pass for `target` soon (one at a time per target; a kick during a pass runs
+        another pass after it)."""
+        if target in self._granting:
+            self._dirty.add(target)
+            return
+        task = asyncio.create_task(self._grant_passes(target), name=f"runwire-grant-{target}")
+        self._granting[target] = task
+
+    async def _grant_passes(self, target: str) -> None:
+        try:
+            while True:
+                self._dirty.discard(target)
+                try:
+                    await self._grant(target)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("granting leases failed", extra={"fields": {"target": target}})
+                if target not in self._dirty:
+                    break
+        finally:
+            self._granting.pop(target, None)
+
+    async def _grant(self, target: str) -> None:
+        sessions = [s for s in self._sessions.values() if s.target == target and not s.closed]
+        if not sessions:
+            return
+        busy = {n.node_id: n.busy for n in await self._store.list_nodes(target)}
+        free = {s.node_id: s.slots - busy.get(s.node_id, 0) for s in sessions}
+        while True:
+            open_ = [s for s in sessions if not s.closed and free[s.node_id] > 0]
+            if not open_:
+                return
+            node = max(open_, key=lambda s: (free[s.node_id], -s.last_lease))
+            grant = await self._store.lease_next(target, node.node_id)
+            if grant is None:
+                return
+            node.last_lease = time.monotonic()
+            free[node.node_id] -= 1
+            node.send(lease_message(grant))
+            self._publish_status(grant.run)
+            log.info(
+                "job leased",
+                extra={
+                    "fields": {
+                        "run_id": grant.job.run_id,
+                        "node_id": node.node_id,
+                        "lease_id": grant.lease_id,
+                        "attempt": grant.job.attempts,
+                    }
+                },
+            )
+
+    async def _release(self, job: JobRecord, reason: str) -> ReleasedLease | None:
+        released = await self._store.release_lease(job.lease_id, reason)
+        if released is None:
+            return None
+        log.warning(
+            "lease lost",
+            extra={
+                "fields": {
+                    "run_id": job.run_id,
+                    "node_id": job.node_id,
+                    "lease_id": job.lease_id,
+                    "requeued": released.requeued,
+                    "status": released.run.status,
+                    "reason": reason,
+                }
+            },
+        )
+        self._publish_status(released.run)
+        session = self._sessions.get(job.node_id)
+        if session is not None and job.lease_id not in session.cancels_sent:
+            session.cancels_sent.add(job.lease_id)
+            session.send(cancel_message(job.lease_id, job.run_id, "the lease was lost: " + reason, False))
+        self.kick(job.target)
+        return released
+
+    # --- the sweeper ---------------------------------------------------------------------------------
+
+    async def sweep(self) -> int:
+        """Release the leases of nodes whose heartbeats stopped for the lease TTL; how many."""
+        expired = await self._store.expired_leases(time.time() - self.lease_ttl)
+        n = 0
+        for job in expired:
+            reason = (
+                f"stopped answering while running this job (no heartbeat for {self.lease_ttl:g} s); "
+                "a job's process dies with its agent"
+            )
+            if await self._release(job, reason) is not None:
+                n += 1
+        return n
+
+    async def _sweep_forever(self) -> None:
+        interval = min(server_limits.LEASE_SWEEP_INTERVAL_S, self.lease_ttl / 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("lease sweep failed")
+
+    # --- helpers -------------------------------------------------------------------------------------
+
+    def _publish_status(self, run: RunRecord) -> None:
+        if self._bus is not None:
+            self._bus.publish([status_event(run)])
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("dispatcher task failed", exc_info=task.exception())
