@@ -26,8 +26,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
-import ctypes
-import functools
 import logging
 import os
 import re
@@ -80,19 +78,37 @@ AGENT_ERROR_CODE = "AgentError"
 EXIT_POLL_S = 0.05
 """How often a job's process is checked for exit when pidfds are not available."""
 
-_PR_SET_PDEATHSIG = 1
+# A job's process starts as this small launcher, which asks the kernel to SIGKILL it when the agent
+# dies (PR_SET_PDEATHSIG), exits if the agent is already gone, then execs the job's command (same
+# pid). No Python code runs between fork and exec in the agent: a `preexec_fn` there would run the
+# at-fork hooks of gRPC and of every library loaded in the agent in a half-copied process.
+LAUNCHER = """\
+import os, sys
 try:
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):  # not Linux
-    _prctl = None
+    import ctypes
+    ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+except Exception:
+    pass
+if os.getppid() != int(sys.argv[1]):
+    os._exit(137)
+try:
+    os.execvp(sys.argv[2], sys.argv[2:])
+except OSError as e:
+    print(f"runwire: cannot start {sys.argv[2]!r}: {e}", file=sys.stderr, flush=True)
+    os._exit(127)
+"""
 
 
-def _in_child(parent_pid: int) -> None:
-    """preexec_fn of a job's process: die with the agent (also if it died during the fork)."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:
-        os._exit(137)
+def launch_argv(argv: list[str], agent_pid: int) -> list[str]:
+    """The command line that runs `argv` through the launcher."""
+    return [sys.executable, "-I", "-S", "-c", LAUNCHER, str(agent_pid), *argv]
+
+
+def find_program(program: str, env: dict[str, str]) -> str | None:
+    """Where `program` (argv[0]) is, with the job's PATH; None when it cannot be run."""
+    if os.sep in program:
+        return program if os.path.isfile(program) and os.access(program, os.X_OK) else None
+    return shutil.which(program, path=env.get("PATH", os.defpath))
 
 
 # --- output capture --------------------------------------------------------------------------------
@@ -304,19 +320,24 @@ class Job:
         if self.ending is not None:
             return self._report_end_before_start()
         argv, env = self._command()
+        if find_program(argv[0], env) is None:
+            return self.report(
+                "Failed",
+                error_code=USER_ERROR_CODE,
+                error_message=f"User program could not be started: {argv[0]!r} is not an executable program",
+            )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 - closed in run()
         read_fd, write_fd = os.pipe()
         try:
             self.proc = subprocess.Popen(
-                argv,
+                launch_argv(argv, os.getpid()),
                 cwd=self.folder,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=write_fd,
                 stderr=write_fd,
                 start_new_session=True,
-                preexec_fn=functools.partial(_in_child, os.getpid()),
                 close_fds=True,
             )
         except OSError as e:
