@@ -173,6 +173,7 @@ class Dispatcher:
                     job,
                     "reconnected without this job's process (its agent restarted, and a job's process dies "
                     "with its agent)",
+                    tell_node=False,
                 )
         await self._check_listed(session, running)
 
@@ -279,7 +280,9 @@ class Dispatcher:
                 },
             )
 
-    async def _release(self, job: JobRecord, reason: str) -> ReleasedLease | None:
+    async def _release(self, job: JobRecord, reason: str, tell_node: bool = True) -> ReleasedLease | None:
+        """Release a lost lease; with `tell_node`, a node connected here is told to stop it (in case
+        it still runs it)."""
         released = await self._store.release_lease(job.lease_id, reason)
         if released is None:
             return None
@@ -297,7 +300,7 @@ class Dispatcher:
             },
         )
         self._publish_status(released.run)
-        session = self._sessions.get(job.node_id)
+        session = self._sessions.get(job.node_id) if tell_node else None
         if session is not None and job.lease_id not in session.cancels_sent:
             session.cancels_sent.add(job.lease_id)
             session.send(cancel_message(job.lease_id, job.run_id, "the lease was lost: " + reason, False))

@@ -157,10 +157,6 @@ class LiveService(live_pb2_grpc.LiveServicer):
             runs = await self._store.list_runs(RunQuery(include_children=True))
             runs.sort(key=lambda r: (r.created_time, r.number))
         for run in runs:
-            if STATUS in flt.kinds:
-                yield status_event(run).message()
-            if TAG in flt.kinds and run.tags:
-                yield tag_event(run, {}, []).message()
             if LOG in flt.kinds:
                 for path in run.log_files:
                     try:
@@ -174,6 +170,10 @@ class LiveService(live_pb2_grpc.LiveServicer):
                                 )
                     except NotFound:
                         break  # deleted meanwhile
+            if STATUS in flt.kinds:  # after the log: a finished run's final status ends a log reader
+                yield status_event(run).message()
+            if TAG in flt.kinds and run.tags:
+                yield tag_event(run, {}, []).message()
             if METRIC not in flt.kinds:
                 continue
             try:
