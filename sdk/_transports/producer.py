@@ -150,8 +150,9 @@ class Producer:
     def claim(self, run_id: str) -> None:
         """Tell the agent that this process owns `run_id` (never blocks).
 
-        The sender thread connects to the agent if needed and sends the claim; every claim is sent
-        again after each reconnect. If this process then exits without ending the run, the agent
+        The sender thread connects to the agent if needed and sends the claim; a process with
+        claims stays connected (reconnecting after an agent restart) and sends every claim again
+        after each reconnect. If this process then exits without ending the run, the agent
         reports it Failed. A forked child starts with no claims.
         """
         with self._cond:
@@ -267,9 +268,7 @@ class Producer:
                 self._drain_buffers()
                 with self._cond:
                     closing = self._closing
-                    wants_agent = bool(
-                        self._unacked or self._spool.records or self._pending_flushes() or self._claims_unsent
-                    )
+                    wants_agent = bool(self._unacked or self._spool.records or self._pending_flushes() or self._claims)
                 if wants_agent and self._sock is None:
                     self._connect()
                 if self._sock is not None:
@@ -298,7 +297,7 @@ class Producer:
             sel.register(sock, events, "sock")
         try:
             timeout = SDK_SEND_INTERVAL_S
-            if sock is None and (self._unacked or self._spool.records):
+            if sock is None and (self._unacked or self._spool.records or self._claims):
                 timeout = max(SDK_SEND_INTERVAL_S, min(0.2, self._connect_after - time.monotonic()))
             for key, mask in sel.select(timeout):
                 if key.data == "wake":
