@@ -24,12 +24,25 @@ import time
 from pathlib import Path
 
 from runwire._runtime import default_data_dir, format_hostport, parse_hostport
+from runwire.jobs import DEFAULT_TARGET
 from runwire.limits import AGENT_BATCH_MAX_DELAY_S
 
 STARTUP_TIMEOUT_S = 30.0
 """How long `runwire up` waits for the collector and the agent to report their addresses."""
 STOP_TIMEOUT_S = 30.0
 """How long `runwire up` waits for each process to drain and exit before killing it."""
+UP_SLOTS_DEFAULT = 2
+"""Jobs the agent of `runwire up` runs at once for compute target `local` (`runwire up --slots`)."""
+
+
+def _slots(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=int(AGENT_BATCH_MAX_DELAY_S * 1000),
         help=f"agent batching age bound (default {int(AGENT_BATCH_MAX_DELAY_S * 1000)})",
+    )
+    parser.add_argument(
+        "--slots",
+        type=_slots,
+        default=UP_SLOTS_DEFAULT,
+        help=f"jobs run at once on compute target {DEFAULT_TARGET!r} (default {UP_SLOTS_DEFAULT})",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -128,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         agent = subprocess.Popen(
             [python, "-m", "runwire.agent", "--socket", sock, "--collector", s_info["grpc"], "--spool-dir",
              str(data / "spool"), "--batch-delay-ms", str(args.batch_delay_ms), "--ready-file", str(agent_ready),
-             "--log-level", args.log_level],
+             "--log-level", args.log_level, "--compute-target", DEFAULT_TARGET, "--slots", str(args.slots)],
             stdout=subprocess.DEVNULL, stderr=agent_log, start_new_session=True,
         )  # fmt: skip
         a_info = _wait_ready(agent_ready, agent, "agent", logs / "agent.log")
@@ -156,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  collector (gRPC)  {s_info['grpc']}")
         print(f"  studio (HTTP)     {studio or 'off'}")
         print(f"  agent socket      {a_info['socket']}")
+        print(f"  compute target    {DEFAULT_TARGET} ({args.slots} slots)")
         print(f"  data              {data}")
         print(f"  config            {config_path}")
         print(f"  logs              {logs}/server.log, {logs}/agent.log")
