@@ -27,9 +27,6 @@ again (a safety net under the subscription, which normally pushes every change).
 RESUBSCRIBE_ATTEMPTS = 5
 """Times in a row a follower subscribes again after its subscription ended (a collector restart)."""
 
-NOT_YET_RUNNING = frozenset({"NotStarted", "Queued", "Preparing", "Provisioning", "Starting", "Canceled"})
-"""Statuses of a run whose process has not started (its log does not exist yet)."""
-
 
 def stream_title(path: str = STD_LOG_PATH) -> str:
     """The block Azure ML prints before a streamed log: a blank line, `Streaming <path>`, a rule."""
@@ -51,10 +48,15 @@ class _LogCursor:
         self.title = title
 
     def started(self) -> None:
-        """The log exists (the run's process started): print the title once, if asked."""
+        """The log exists: write the title once, if asked."""
         if self.title:
             self.title = False
             self.write(stream_title(self.path))
+
+    def finish(self) -> None:
+        """An empty log still gets its title (when the run has that log at all)."""
+        if self.title and self.path in self.transport.get_run(self.run_id).log_files:
+            self.started()
 
     def feed(self, first_line: int, lines: list[str]) -> None:
         if first_line > self.next_line:
@@ -91,18 +93,17 @@ def stream_log(
     """Write the run's log (`path`) with `write`, one `line + "\\n"` at a time; returns the run's
     final status. `follow=True`: what is stored, then every line as it is committed, until the run
     reaches a terminal status (through `Finalizing`); `follow=False`: what is stored now, and the
-    current status. `title=True`: write `stream_title(path)` once the log exists."""
+    current status. `title=True`: write `stream_title(path)` before the first line (or at the end
+    for a log without lines; not at all for a run without that log)."""
     cursor = _LogCursor(transport, run_id, path, write, title)
     if not follow:
         status = transport.get_run(run_id).status
-        if status not in NOT_YET_RUNNING:
-            cursor.started()
         cursor.fill()
+        cursor.finish()
         return status
     status = _follow(transport, run_id, cursor)
-    if status not in NOT_YET_RUNNING:
-        cursor.started()
     cursor.fill()  # the last lines: committed before the final status, maybe not yet delivered
+    cursor.finish()
     return status
 
 
@@ -118,8 +119,6 @@ def _follow(transport: Transport, run_id: str, cursor: _LogCursor) -> str:
         nonlocal status
         if ev.kind == "status" and ev.run_id == run_id:
             status = ev.status
-            if status not in NOT_YET_RUNNING:
-                cursor.started()
         elif ev.kind == "log" and ev.run_id == run_id and ev.path == cursor.path:
             cursor.feed(ev.first_line, ev.lines)
         elif ev.kind == "lagged":

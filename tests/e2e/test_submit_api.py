@@ -7,8 +7,11 @@ ActivityFailedException, `Run.get_context()` in a submitted script, `Run.list_by
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -291,3 +294,61 @@ def test_submit_child_from_outside_and_from_a_script(experiment, tmp_path):
     assert "in the child" in grandchild.get_details_with_logs()["logFiles"]["user_logs/std_log.txt"]
     assert parent.get_metrics() == {"grandparent saw": 1}
     parent.complete()
+
+
+def test_ctrl_c_while_streaming_leaves_the_run_going(experiment, node, tmp_path):
+    gate = tmp_path / "gate"
+    folder = folder_with(tmp_path, GATED)
+    code = f"""
+        import sys
+        from runwire import Environment, Experiment, ScriptRunConfig, Workspace
+        from runwire.exceptions import ExperimentExecutionException
+        exp = Experiment(Workspace.from_config(), "submit-api")
+        env = Environment("e")
+        env.python.user_managed_dependencies = True
+        env.python.interpreter_path = sys.executable
+        run = exp.submit(ScriptRunConfig({str(folder)!r}, "train.py", arguments=[{str(gate)!r}], environment=env))
+        try:
+            run.wait_for_completion(show_output=True)
+        except ExperimentExecutionException as e:
+            print("interrupted", run.id, run.get_status(), "still executing" in str(e), flush=True)
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env={**os.environ, **node.env()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if line == "waiting\n":
+                break
+        assert seen and seen[-1] == "waiting\n", (seen, proc.stderr.read() if proc.stderr else "")
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stdout.read()
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _, run_id, status, explained = rest.split()
+    assert status == "Running" and explained == "True"
+    run = Run(experiment, run_id)
+    gate.write_text("go")
+    assert run.wait_for_completion(wait_post_processing=True)["status"] == "Completed"
+
+
+def test_show_output_of_a_run_without_a_log(experiment, capsys):
+    """A start_logging run has no log file: the header and the summary, no "Streaming" block."""
+    run = experiment.start_logging(snapshot_directory=None, outputs=False)
+    run.complete()
+    details = run.wait_for_completion(show_output=True)
+    url = run.get_portal_url()
+    assert details["status"] == "Completed" and details["logFiles"] == {}
+    assert capsys.readouterr().out == (
+        f"RunId: {run.id}\nWeb View: {url}\n"
+        f"\nExecution Summary\n=================\nRunId: {run.id}\nWeb View: {url}\n\n"
+    )
