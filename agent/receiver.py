@@ -243,6 +243,10 @@ class Connection:
             self.claims[run_id] = None
         if len(self.claims) > MAX_CLAIMS_PER_CONNECTION:
             raise ProtocolError(f"more than {MAX_CLAIMS_PER_CONNECTION} runs claimed on one connection")
+        log.debug(
+            "client claims runs",
+            extra={"fields": self._fields(claim_pid=self.pid, claimed=len(claim.run_ids), claims=len(self.claims))},
+        )
 
     def _hello(self, hello: frames_pb2.Hello) -> None:
         if self.producer_id is not None:
