@@ -72,10 +72,15 @@ def _str_values(items: dict[str, Any], what: str) -> dict[str, str | None]:
     return out
 
 
+def _error_json(details: dict[str, Any]) -> str:
+    """A failed run's error as Azure ML prints it (`{"error": {"code": ..., "message": ...}}`)."""
+    error = details.get("error") or "Detailed error not set on the Run. Please check the logs for details."
+    return json.dumps(error, indent=4)
+
+
 def _activity_failed(details: dict[str, Any]) -> str:
     """The text of the ActivityFailedException of a failed run: Azure ML's, with the error JSON."""
-    error = details.get("error") or "Detailed error not set on the Run. Please check the logs for details."
-    return "Activity Failed:\n" + json.dumps(error, indent=4)
+    return "Activity Failed:\n" + _error_json(details)
 
 
 def _filter(spec: str | dict[str, Any] | list[str] | None) -> dict[str, str | None] | None:
@@ -535,8 +540,7 @@ class Run(RunFiles):
         if details["status"] == "Failed":
             if raise_on_error:
                 raise ActivityFailedException(_activity_failed(details))
-            error = details.get("error") or "Detailed error not set on the Run. Please check the logs for details."
-            write("\nError:\n" + json.dumps(error, indent=4) + "\n")
+            write("\nError:\n" + _error_json(details) + "\n")
         write("\n")
         return details
 
