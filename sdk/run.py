@@ -492,6 +492,21 @@ class Run(RunFiles):
         details["logFiles"] = {path: self._log_text(path) for path in details["logFiles"]}
         return details
 
+    def get_all_logs(self, destination: str | os.PathLike[str] | None = None) -> list[str]:
+        """Download every log file of the run (`get_details()["logFiles"]`) under `destination`
+        (default: a folder named after the run id in the current folder); returns their paths."""
+        from runwire.artifact_names import normalize_name
+
+        folder = os.path.abspath(os.fspath(destination) if destination is not None else self._id)
+        paths = []
+        for name in self._transport.get_run(self._id).log_files:
+            target = os.path.join(folder, *normalize_name(name).split("/"))  # never outside `folder`
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "w", encoding="utf-8") as f:
+                f.write(self._log_text(name))
+            paths.append(target)
+        return paths
+
     def wait_for_completion(
         self, show_output: bool = False, wait_post_processing: bool = False, raise_on_error: bool = True
     ) -> dict[str, Any]:

@@ -180,6 +180,9 @@ def test_get_details_shape_while_running_and_after(experiment, tmp_path):
     assert final["status"] == "Completed" and final["endTimeUtc"].endswith("Z")
     logs = run.get_details_with_logs()["logFiles"]
     assert logs["user_logs/std_log.txt"] == "waiting\nreleased\n"
+    (path,) = run.get_all_logs(destination=str(tmp_path / "logs"))
+    assert path == str(tmp_path / "logs" / "user_logs" / "std_log.txt")
+    assert Path(path).read_text() == "waiting\nreleased\n"
 
 
 def test_failed_run_raises_with_the_error_json(experiment, tmp_path, capsys):
