@@ -359,3 +359,33 @@ async def test_the_job_dies_with_a_kill_9d_agent(tmp, jc):
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_the_node_rejoins_after_the_collector_restarts_listing_its_running_job(tmp, jc):
+    agent = await start_agent(tmp, jc)
+    try:
+        jc.compute.lease(lease_for("r1", "import time; print('ready'); time.sleep(60)"))
+        await wait_until(lambda: "ready" in jc.log_lines("r1"), 30, what="the job to start")
+        await jc.stop()
+        await jc.start()  # same port
+        await wait_until(lambda: len(jc.compute.hellos) >= 2, 30, what="a second hello")
+        assert list(jc.compute.hellos[-1].running_leases) == ["lease-r1"]
+        jc.compute.cancel("lease-r1", "r1")
+        assert (await wait_final(jc, "r1")).status == "Canceled"
+    finally:
+        await agent.stop()
+
+
+async def test_job_counters_are_in_the_prometheus_metrics(tmp, jc):
+    from prometheus_client import generate_latest
+
+    agent = await start_agent(tmp, jc)
+    try:
+        jc.compute.lease(lease_for("r1", "print('x')"))
+        await wait_final(jc, "r1")
+        text = generate_latest(agent.registry).decode()
+        assert "runwire_agent_jobs_started_total 1.0" in text
+        assert "runwire_agent_jobs_finished_total 1.0" in text
+        assert "runwire_agent_jobs_running 0.0" in text
+    finally:
+        await agent.stop()
