@@ -355,3 +355,20 @@ def test_show_output_of_a_run_without_a_log(experiment, capsys):
         f"RunId: {run.id}\nWeb View: {url}\n"
         f"\nExecution Summary\n=================\nRunId: {run.id}\nWeb View: {url}\n\n"
     )
+
+
+def test_show_output_streams_every_line_once_in_order(experiment, tmp_path, capsys):
+    """Lines written while the stream starts (history, then live) come out once each, in order."""
+    code = """
+        import time
+        for i in range(3000):
+            print(f"line {i}", flush=(i % 7 == 0))
+            if i % 500 == 0:
+                time.sleep(0.05)
+    """
+    run = experiment.submit(config(folder_with(tmp_path, code)))
+    wait_status(run, {"Running", "Finalizing", "Completed"})  # join while it writes
+    run.wait_for_completion(show_output=True)
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if ln.startswith("line ")]
+    assert lines == [f"line {i}" for i in range(3000)]
