@@ -79,7 +79,7 @@ def submit_script_run(
     """Submit `config` (a ScriptRunConfig) to its compute target; returns the queued ScriptRun at once."""
     for key in kwargs:
         if key not in SUBMIT_KWARGS:
-            what = "submit_child" if parent is not None else "submit"
+            what = "Run.submit_child" if parent is not None else "Experiment.submit"
             raise TypeError(f"{what}() got an unexpected keyword argument '{key}'")
     if not isinstance(config, ScriptRunConfig):
         raise UserErrorException(
@@ -108,6 +108,15 @@ def submit_script_run(
         tags=_str_values(tags, "tag") if tags else None,
         properties=properties,
     )
+    targets = experiment._transport.list_compute_targets(target)
+    if not any(n.connected for t in targets if t.name == target for n in t.nodes):
+        log.warning(
+            "runwire: no agent has joined compute target %r yet; run %s waits Queued until one does "
+            "(`runwire agent --compute-target %s`)",
+            target,
+            run_id,
+            target,
+        )
     return ScriptRun._from_record(experiment, record)
 
 

@@ -7,6 +7,7 @@ ActivityFailedException, `Run.get_context()` in a submitted script, `Run.list_by
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -372,3 +373,16 @@ def test_show_output_streams_every_line_once_in_order(experiment, tmp_path, caps
     out = capsys.readouterr().out
     lines = [ln for ln in out.splitlines() if ln.startswith("line ")]
     assert lines == [f"line {i}" for i in range(3000)]
+
+
+def test_a_target_without_agents_warns_and_its_run_cancels_at_once(experiment, tmp_path, caplog):
+    cfg = config(folder_with(tmp_path, "print('never')\n"))
+    cfg.run_config.target = "nowhere"
+    with caplog.at_level(logging.WARNING, logger="runwire.sdk"):
+        run = experiment.submit(cfg)
+    assert "no agent has joined compute target 'nowhere'" in caplog.text
+    assert run.get_details()["target"] == "nowhere" and run.get_status() == "Queued"
+    assert [a.run_id for a in ComputeTarget(experiment.workspace, "nowhere").get_active_runs()] == [run.id]
+    run.cancel()
+    assert run.status == "Canceled" and run.get_status() == "Canceled"
+    assert run.wait_for_completion()["status"] == "Canceled"
