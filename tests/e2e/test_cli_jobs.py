@@ -62,6 +62,25 @@ def cli(cluster: Cluster | None, *args: str, cwd: Path | None = None) -> subproc
     )
 
 
+def cli_all(*commands: list[str]) -> list[subprocess.CompletedProcess]:
+    """Several CLI commands (no cluster) run at once; their results in order."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "runwire.cli.main", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        for args in commands
+    ]
+    out = []
+    for args, proc in zip(commands, procs, strict=True):
+        stdout, stderr = proc.communicate(timeout=CLI_TIMEOUT_S)
+        out.append(subprocess.CompletedProcess(args, proc.returncode, stdout, stderr))
+    return out
+
+
 def popen(cluster: Cluster, *args: str) -> tuple[subprocess.Popen, list[str]]:
     """A CLI process whose stdout lines are collected (by a thread) into the returned list."""
     proc = subprocess.Popen(
@@ -169,8 +188,8 @@ def test_help_of_each_command():
         ("compute", "list"): ["--json"],
         ("compute", "show"): ["TARGET", "--json"],
     }  # fmt: skip
-    for command, flags in expected.items():
-        out = cli(None, *command, "--help")
+    results = cli_all(*([*command, "--help"] for command in expected))
+    for (command, flags), out in zip(expected.items(), results, strict=True):
         assert out.returncode == 0, out.stderr
         for flag in flags:
             assert flag in out.stdout, f"runwire {' '.join(command)} --help lacks {flag}"
@@ -189,8 +208,7 @@ def test_bad_usage_exits_2_with_one_clear_line(tmp_path):
         (["runs"], "choose an action"),
         (["compute"], "choose an action"),
     ]
-    for args, message in cases:
-        out = cli(None, *args)
+    for (args, message), out in zip(cases, cli_all(*(args for args, _ in cases)), strict=True):
         assert out.returncode == 2, (args, out.stdout, out.stderr)
         assert message in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
