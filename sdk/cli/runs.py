@@ -139,7 +139,7 @@ def _list(args: argparse.Namespace) -> int:
         print(json.dumps([_record_json(r) for r in runs], indent=2))
         return 0
     rows = [
-        [r.run_id, r.experiment_name, r.status, r.target or "-", format_time(r.start_time or r.created_time),
+        [r.run_id, r.experiment_name, r.status, r.target or "-", format_time(r.start_time),
          format_duration(_duration(r.start_time, r.end_time, r.status)), r.type or "-"]
         for r in runs
     ]  # fmt: skip
@@ -224,12 +224,23 @@ def _print_show(view: dict[str, Any], record: Any) -> None:
         line("Warning", w.get("message") if isinstance(w, dict) else w)
     _section("Tags", {k: ("" if v is None else v) for k, v in (record.tags or {}).items()})
     _section("Properties", view.get("properties") or {})
-    _section("Definition", view.get("runDefinition") or {})
+    _section("Definition", _flatten(view.get("runDefinition") or {}))
     logs = view.get("logFiles") or {}
     _section("Log files", {name: "" for name in logs})
     metrics = view.get("metrics") or {}
     _section("Metrics", {name: f"{_cell(m['last'])}  ({_rows(m['count'])})" for name, m in metrics.items()})
     line("Children", view.get("children", 0))
+
+
+def _flatten(items: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as `outer.inner` keys; empty values left out."""
+    out: dict[str, Any] = {}
+    for key, value in items.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        elif value not in (None, "", [], {}):
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _section(title: str, items: dict[str, Any]) -> None:
