@@ -53,6 +53,8 @@ class NodeSession:
         self.pid = pid
         self.last_lease = 0.0
         """monotonic time of the last lease granted to it (the fairness tie-break)."""
+        self.last_heard = time.monotonic()
+        """monotonic time of its hello or last heartbeat (a silent node is leased nothing)."""
         self.cancels_sent: set[str] = set()
         """Leases this session was already told to stop (not repeated at every heartbeat)."""
         self.closed = False
@@ -143,7 +145,6 @@ class Dispatcher:
         if old is not None:
             old.close()  # the node reconnected before its old stream was noticed gone
         session = NodeSession(hello.node_id, hello.target, slots, hello.hostname, hello.pid)
-        self._sessions[hello.node_id] = session
         await self._store.upsert_node(
             NodeRecord(hello.node_id, hello.target, slots, hello.hostname, hello.pid, connected=True)
         )
@@ -160,6 +161,9 @@ class Dispatcher:
             },
         )
         await self._reconcile(session, list(hello.running_leases))
+        # only now may grant passes lease to it (a lease granted during the reconciliation would
+        # look like one the node no longer runs)
+        self._sessions[hello.node_id] = session
         self.kick(session.target)
         return session
 
@@ -180,6 +184,7 @@ class Dispatcher:
     async def heartbeat(self, session: NodeSession, running: Sequence[str]) -> None:
         """A heartbeat renews the node's leases; a lease it runs that is not current is stopped, a
         canceled one is (re)told to stop."""
+        session.last_heard = time.monotonic()
         await self._store.node_seen(session.node_id)
         if running:
             await self._check_listed(session, list(running))
@@ -251,7 +256,8 @@ class Dispatcher:
             self._granting.pop(target, None)
 
     async def _grant(self, target: str) -> None:
-        sessions = [s for s in self._sessions.values() if s.target == target and not s.closed]
+        heard = time.monotonic() - self.lease_ttl
+        sessions = [s for s in self._sessions.values() if s.target == target and not s.closed and s.last_heard >= heard]
         if not sessions:
             return
         busy = {n.node_id: n.busy for n in await self._store.list_nodes(target)}

@@ -223,7 +223,7 @@ class Store(ABC):
 
     @abstractmethod
     async def node_seen(self, node_id: str) -> None:
-        """A heartbeat: last_seen = now (the node's leases live on)."""
+        """A heartbeat: last_seen = now, connected (the node's leases live on)."""
 
     @abstractmethod
     async def list_nodes(self, target: str = "") -> list[NodeRecord]:

@@ -1402,7 +1402,9 @@ class SqliteStore(Store):
 
     async def node_seen(self, node_id: str) -> None:
         await self._write(
-            lambda conn: conn.execute("UPDATE nodes SET last_seen = ? WHERE node_id = ?", (time.time(), node_id))
+            lambda conn: conn.execute(
+                "UPDATE nodes SET last_seen = ?, connected = 1 WHERE node_id = ?", (time.time(), node_id)
+            )
         )
 
     async def list_nodes(self, target: str = "") -> list[NodeRecord]:

@@ -399,7 +399,7 @@ async def test_cancel_queued_and_leased_runs(compute, runs, ingest):
 
 async def test_lost_node_requeues_preparing_job_and_fails_running_one(compute, runs, ingest):
     steady = Node(compute, "steady", target="cpu")  # heartbeats: its lease must outlive the lost node's
-    lost = Node(compute, "lost", slots=2, beat=None)
+    lost = Node(compute, "lost", slots=2)
     runner = Runner(ingest)
     try:
         cpu_run = await submit(compute, target="cpu")
