@@ -18,7 +18,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from runwire.artifacts import SNAPSHOT_PROPERTY, take_snapshot
-from runwire.environment import DEFAULT_ENVIRONMENT_NAME, Environment
+from runwire.environment import DEFAULT_ENVIRONMENT_NAME, DEFAULT_INTERPRETER, Environment
 from runwire.exceptions import UserErrorException
 from runwire.jobs import SCRIPT_RUN_TYPE
 from runwire.limits import MAX_RUN_ID_LENGTH
@@ -141,6 +141,10 @@ def job_definition(config: ScriptRunConfig) -> compute_pb2.JobDefinition:
         interpreter = python.interpreter_path
         if not isinstance(interpreter, str) or not interpreter:
             raise UserErrorException("a user-managed environment needs python.interpreter_path (e.g. 'python')")
+        if interpreter == DEFAULT_INTERPRETER:
+            # Azure's default means "the node's python"; on a runwire node that is the agent's own
+            # interpreter, which has runwire installed (a bare `python` on PATH may not).
+            interpreter = ""
     elif python.conda_dependencies is not None:
         log.warning(
             "environment %r lists packages, but runwire installs nothing: the script runs with the agent's interpreter",
