@@ -197,7 +197,7 @@ class Agent:
             RunnerConfig(
                 target=cfg.compute_target or "",
                 slots=cfg.slots,
-                spool_dir=cfg.spool_dir,
+                spool_dir=cfg.spool_dir.absolute(),
                 collector=cfg.collector,
                 socket_path=cfg.socket_path.absolute(),
                 token=cfg.token,
