@@ -70,10 +70,9 @@ def run(args: argparse.Namespace) -> int:
             return fail("logs", f"no run with id {args.run_id!r}")
         write = sys.stdout.write
         if not args.follow:
-            try:
-                print_lines(transport, args.run_id, args.path, args.from_line, write)
-            except RunNotFoundError as e:
-                return fail("logs", f"run {args.run_id} ({record.status}) has no log {args.path!r} yet: {e}")
+            if args.path not in record.log_files:
+                return fail("logs", _no_log(args.run_id, args.path, record))
+            print_lines(transport, args.run_id, args.path, args.from_line, write)
             return 0
         from runwire.log_stream import stream_log
 
@@ -89,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
             return 130
         sys.stdout.flush()
         final = transport.get_run(args.run_id)
+        if args.path not in final.log_files:
+            print(f"runwire logs: {safe(_no_log(args.run_id, args.path, final))}", file=sys.stderr)
         message = f"Run {safe(args.run_id)} {safe(status)}"
         if final.error and final.error.get("message"):
             message += f": {safe(final.error['message'])}"
@@ -98,3 +99,11 @@ def run(args: argparse.Namespace) -> int:
         return fail("logs", str(e))
     finally:
         transport.close()
+
+
+def _no_log(run_id: str, path: str, record: Any) -> str:
+    from runwire.statuses import TERMINAL_STATUSES
+
+    yet = "" if record.status in TERMINAL_STATUSES else " yet"
+    have = ", ".join(record.log_files) or "none"
+    return f"run {run_id} ({record.status}) has no log file {path!r}{yet} (its log files: {have})"

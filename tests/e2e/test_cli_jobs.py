@@ -297,6 +297,9 @@ def test_submit_detach_returns_at_once_and_logs_follow_the_run(jobs, tmp_path):
     assert whole.stdout == "started\nreleased\n"
     assert cli(jobs, "logs", run_id, "--from-line", "1").stdout == "released\n"
     assert cli(jobs, "logs", run_id, "-f").stdout == "started\nreleased\n"  # an ended run: prints and exits
+    typo = cli(jobs, "logs", run_id, "--path", "nope.txt")
+    assert typo.returncode == 1 and "has no log file 'nope.txt'" in typo.stderr
+    assert "its log files: user_logs/std_log.txt" in typo.stderr
     unknown = cli(jobs, "logs", "no-such-run")
     assert unknown.returncode == 1 and "no-such-run" in unknown.stderr and "Traceback" not in unknown.stderr
 
@@ -339,6 +342,8 @@ def test_runs_list_show_and_cancel(jobs, tmp_path):
         wait_status(jobs, run_id, {"Running"})
     queued = submit_detached(jobs, script, "--experiment", "cli-runs", "--", gate)  # both slots are busy
     assert status_of(jobs, queued) == "Queued"
+    not_yet = cli(jobs, "logs", queued)
+    assert not_yet.returncode == 1 and "(Queued) has no log file 'user_logs/std_log.txt' yet" in not_yet.stderr
 
     listed = json.loads(cli(jobs, "runs", "list", "--experiment", "cli-runs", "--json").stdout)
     assert listed[0]["id"] == queued  # newest first
