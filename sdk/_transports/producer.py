@@ -235,6 +235,9 @@ class Producer:
 
     def _send_claims_before_exit(self) -> None:
         """Give claims not yet on the socket a short chance to get there before the process ends."""
+        with self._cond:
+            if not self._claims:
+                return
         deadline = time.monotonic() + CLAIM_EXIT_WAIT_S
         self.wake()
         with self._cond:
