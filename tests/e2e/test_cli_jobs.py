@@ -149,6 +149,9 @@ TRAIN = """
         print(f"step {i} loss {1.0 / (i + 1):.3f}", flush=True)
     print("argv", sys.argv[1:])
     print("greeting", os.environ.get("GREETING"), mylib.X)
+    child = run.child_run("kid")
+    child.log("k", 1)
+    child.complete()
 """
 
 FAIL = """
@@ -252,6 +255,12 @@ def test_submit_streams_the_output_and_exits_0(jobs, tmp_path):
     assert details["tags"]["team"] == "vision" and details["tags"]["quick"] is None
     assert details["metrics"]["loss"] == {"kind": "scalar", "count": 3, "last": pytest.approx(1 / 3)}
     assert "user_logs/std_log.txt" in details["logFiles"]
+    assert details["children"] == 1
+    top = json.loads(cli(jobs, "runs", "list", "--experiment", "cli-ok", "--json").stdout)
+    assert [r["id"] for r in top] == [run_id]
+    both = json.loads(cli(jobs, "runs", "list", "--experiment", "cli-ok", "--include-children", "--json").stdout)
+    (kid,) = [r for r in both if r["id"] != run_id]
+    assert kid["parent"] == run_id and kid["status"] == "Completed" and kid["display_name"] == "kid"
 
     table = cli(jobs, "runs", "show", run_id)
     assert table.returncode == 0, table.stderr
