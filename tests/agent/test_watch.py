@@ -230,3 +230,21 @@ async def test_claim_frames_out_of_protocol_close_the_connection(tmp, jc, monkey
         assert "more than 3 runs claimed" in frame.error.reason
     finally:
         await agent.stop()
+
+
+async def test_a_claim_made_just_before_exiting_still_reaches_the_agent(tmp, jc):
+    agent = await start_agent(tmp, jc)
+    code = """
+        import os
+        from pathlib import Path
+        from runwire._transports.producer import get_producer
+        get_producer(os.environ["SOCK"], Path(os.environ["SPOOL"])).claim("run-q")
+        raise SystemExit(5)
+    """
+    proc = spawn(code, tmp)
+    try:
+        await wait_until(lambda: jc.final("run-q") is not None, 30, what="the run reported")
+        assert jc.final("run-q").error_message.endswith("exited without completing it: exit code 5")
+    finally:
+        proc.wait()
+        await agent.stop()
