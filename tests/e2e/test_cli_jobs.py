@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from runwire.cli._common import safe
 from runwire.cli.submit import default_experiment_name
 from tests.procs import Cluster, short_tmpdir, wait_for
 
@@ -223,6 +224,12 @@ def test_default_experiment_name_follows_the_rule():
     assert default_experiment_name("__main__.py") == "main__"
     assert default_experiment_name("!!!.py") == "script"
     assert len(default_experiment_name("a" * 400 + ".py")) == 255
+
+
+def test_printed_values_cannot_drive_the_terminal():
+    assert safe("run-1") == "run-1"
+    assert safe("a\x1b[2J\u202eb\tc\r\n\x9b") == "a\\x1b[2J\\u202eb\\x09c\\x0d\\x0a\\x9b"
+    assert safe("ünïcödé ✓") == "ünïcödé ✓"
 
 
 # --- submit ---------------------------------------------------------------------------------------
