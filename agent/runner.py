@@ -104,10 +104,11 @@ def launch_argv(argv: list[str], agent_pid: int) -> list[str]:
     return [sys.executable, "-I", "-S", "-c", LAUNCHER, str(agent_pid), *argv]
 
 
-def find_program(program: str, env: dict[str, str]) -> str | None:
-    """Where `program` (argv[0]) is, with the job's PATH; None when it cannot be run."""
+def find_program(program: str, env: dict[str, str], cwd: Path) -> str | None:
+    """Where `program` (argv[0]) is, with the job's PATH and working folder; None when it cannot be run."""
     if os.sep in program:
-        return program if os.path.isfile(program) and os.access(program, os.X_OK) else None
+        path = cwd / program
+        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
     return shutil.which(program, path=env.get("PATH", os.defpath))
 
 
@@ -320,7 +321,7 @@ class Job:
         if self.ending is not None:
             return self._report_end_before_start()
         argv, env = self._command()
-        if find_program(argv[0], env) is None:
+        if find_program(argv[0], env, self.folder) is None:
             return self.report(
                 "Failed",
                 error_code=USER_ERROR_CODE,

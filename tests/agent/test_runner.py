@@ -389,3 +389,16 @@ async def test_job_counters_are_in_the_prometheus_metrics(tmp, jc):
         assert "runwire_agent_jobs_running 0.0" in text
     finally:
         await agent.stop()
+
+
+async def test_a_relative_command_is_looked_up_in_the_working_folder(tmp, jc):
+    agent = await start_agent(tmp, jc)
+    try:
+        jc.compute.lease(lease_for("r1", command=["./missing.sh"]))
+        final = await wait_final(jc, "r1")
+        assert final.status == "Failed" and "'./missing.sh' is not an executable program" in final.error_message
+        jc.compute.lease(lease_for("r2", command=["sh", "-c", "echo from a shell $0 $1", "a", "b"]))
+        final = await wait_final(jc, "r2")
+        assert final.status == "Completed" and jc.log_lines("r2") == ["from a shell a b"]
+    finally:
+        await agent.stop()
