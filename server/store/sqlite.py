@@ -186,7 +186,9 @@ CREATE TABLE IF NOT EXISTS nodes (
     last_seen REAL NOT NULL,
     connected INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS runs_by_target ON runs (target);
+CREATE INDEX IF NOT EXISTS runs_active_by_target ON runs (target)
+    WHERE status NOT IN ('Completed', 'Failed', 'Canceled');
+CREATE INDEX IF NOT EXISTS jobs_leased ON jobs (node_id) WHERE state = 'leased';
 CREATE TABLE IF NOT EXISTS log_files (
     id INTEGER PRIMARY KEY,
     run_id TEXT NOT NULL REFERENCES runs (id),
@@ -1375,8 +1377,8 @@ class SqliteStore(Store):
                 for r in conn.execute(
                     f"SELECT {', '.join('j.' + c for c in _JOB_COLUMNS.split(', '))} FROM jobs j "
                     "LEFT JOIN nodes n ON n.node_id = j.node_id "
-                    "WHERE j.state = ? AND COALESCE(n.last_seen, 0) < ?",
-                    (JOB_LEASED, seen_before),
+                    "WHERE j.state = 'leased' AND COALESCE(n.last_seen, 0) < ?",
+                    (seen_before,),
                 )
             ]
         )
@@ -1438,8 +1440,8 @@ class SqliteStore(Store):
     def _list_compute_targets_tx(self, conn: sqlite3.Connection, name: str) -> list[TargetRecord]:
         nodes = self._list_nodes_tx(conn, name)
         counts: dict[str, list[int]] = {}
-        sql = "SELECT target, state, count(*) FROM jobs WHERE state != ?"
-        params: list = [JOB_DONE]
+        sql = "SELECT target, state, count(*) FROM jobs WHERE state IN (?, ?)"
+        params: list = [JOB_QUEUED, JOB_LEASED]
         if name:
             sql += " AND target = ?"
             params.append(name)
@@ -1456,9 +1458,13 @@ class SqliteStore(Store):
         return await self._read(self._list_active_runs_tx, target, sorted(wanted))
 
     def _list_active_runs_tx(self, conn: sqlite3.Connection, target: str, wanted: list[str]) -> list[ActiveRunRecord]:
+        # unfinished runs only, at every level (the partial index runs_active_by_target): the
+        # finished runs a target piles up over time are never walked
         prefix = (
             "WITH RECURSIVE tree (id) AS (SELECT id FROM runs WHERE target = ? "
-            "UNION SELECT c.id FROM runs c JOIN tree t ON c.parent_id = t.id) "
+            "AND status NOT IN ('Completed', 'Failed', 'Canceled') "
+            "UNION SELECT c.id FROM runs c JOIN tree t ON c.parent_id = t.id "
+            "WHERE c.status NOT IN ('Completed', 'Failed', 'Canceled')) "
         )
         where = f"WHERE r.id IN (SELECT id FROM tree) AND r.status IN ({', '.join('?' * len(wanted))})"
         runs = self._load_runs(conn, where, [target, *wanted], prefix)
