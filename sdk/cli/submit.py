@@ -20,6 +20,7 @@ from typing import Any
 
 from runwire.cli._common import add_endpoint_arguments, endpoint_from_args, fail, safe
 from runwire.jobs import DEFAULT_TARGET
+from runwire.limits import MAX_DISPLAY_NAME_LENGTH
 
 FALLBACK_EXPERIMENT = "script"
 """Experiment name of `runwire submit` when the script's file stem has no letter or digit to keep."""
@@ -107,6 +108,8 @@ def _build(args: argparse.Namespace) -> tuple[Any, str, dict[str, str | None]]:
         check_experiment_name(name)
     except UserErrorException as e:
         raise UsageError(str(e)) from None
+    if args.display_name is not None and len(args.display_name) > MAX_DISPLAY_NAME_LENGTH:
+        raise UsageError(f"--display-name is longer than MAX_DISPLAY_NAME_LENGTH ({MAX_DISPLAY_NAME_LENGTH})")
     env_vars = _pairs(args.env, "--env", need_value=True)
     tags = _pairs(args.tag, "--tag", need_value=False)
     env = Environment("runwire-submit")

@@ -206,6 +206,7 @@ def test_bad_usage_exits_2_with_one_clear_line(tmp_path):
         (["submit", str(script), "--env", "NOVALUE"], "--env 'NOVALUE'"),
         (["submit", str(script), "--tag", "=x"], "--tag '=x'"),
         (["submit", str(script), "--experiment", "bad name"], "experiment name"),
+        (["submit", str(script), "--display-name", "x" * 1000], "MAX_DISPLAY_NAME_LENGTH"),
         (["submit", str(script), "--source-dir", str(tmp_path / "elsewhere")], "--source-dir"),
         (["runs", "list", "--status", "Sleeping"], "unknown status 'Sleeping'"),
         (["logs", "some-run", "--from-line", "-1"], "--from-line"),
