@@ -106,10 +106,12 @@ class Dispatcher:
         self._dirty: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._started = time.time()
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._started = time.time()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="runwire-lease-sweeper")
 
     async def stop(self) -> None:
@@ -316,8 +318,14 @@ class Dispatcher:
     # --- the sweeper ---------------------------------------------------------------------------------
 
     async def sweep(self) -> int:
-        """Release the leases of nodes whose heartbeats stopped for the lease TTL; how many."""
-        expired = await self._store.expired_leases(time.time() - self.lease_ttl)
+        """Release the leases of nodes whose heartbeats stopped for the lease TTL; how many.
+
+        Nothing is released during the first TTL after this dispatcher started: after a collector
+        restart (or outage) every node gets a whole TTL to reconnect and list its running leases."""
+        now = time.time()
+        if now < self._started + self.lease_ttl:
+            return 0
+        expired = await self._store.expired_leases(now - self.lease_ttl)
         n = 0
         for job in expired:
             reason = (

@@ -21,6 +21,7 @@ from runwire.v1 import (
     live_pb2_grpc,
     metrics_pb2,
     runs_pb2,
+    runs_pb2_grpc,
 )
 
 LEASE_TTL_S = 1.0
@@ -560,3 +561,56 @@ async def test_lease_ttl_server_flag():
     assert parser.parse_args(["--lease-ttl", "2.5"]).lease_ttl == 2.5
     with pytest.raises(SystemExit):
         parser.parse_args(["--lease-ttl", "0"])
+
+
+async def test_a_restarted_collector_gives_nodes_a_lease_ttl_to_come_back(tmp_path):
+    """Leases whose node was last seen long ago (the collector was down) are not released before
+    the node had a whole TTL to reconnect; a node that comes back listing its lease keeps it."""
+    config = CollectorConfig(data_dir=tmp_path / "c", grpc_listen="127.0.0.1:0", http_listen=None, lease_ttl=5.0)
+    first = Collector(config)
+    await first.start()
+    async with grpc.aio.insecure_channel(first.grpc_address) as ch:
+        compute = compute_pb2_grpc.ComputeStub(ch)
+        run = await submit(compute)
+        node = Node(compute, "n1")
+        await wait_for(lambda: len(node.leases) == 1)
+        lease = node.leases[0].lease_id
+        await node.close()
+    await first.stop(grace=0)
+    # the collector was down for longer than the TTL
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "c" / "runwire.sqlite3")
+    con.execute("UPDATE nodes SET last_seen = last_seen - 3600")
+    con.commit()
+    con.close()
+
+    second = Collector(config)
+    await second.start()
+    try:
+        assert second.dispatcher is not None
+        assert await second.dispatcher.sweep() == 0  # within the grace: nothing released
+        async with grpc.aio.insecure_channel(second.grpc_address) as ch:
+            compute = compute_pb2_grpc.ComputeStub(ch)
+            runs = runs_pb2_grpc.RunsStub(ch)
+            back = Node(compute, "n1", running=(lease,))
+            try:
+                await wait_for_connected(compute, 1)
+                job = await compute.GetJob(compute_pb2.GetJobRequest(run_id=run.run_id))
+                assert (job.lease_id, job.state, job.attempts) == (lease, compute_pb2.JOB_STATE_LEASED, 1)
+                assert await status_of(runs, run.run_id) == "Preparing"
+                assert back.cancels == []
+            finally:
+                await back.close()
+    finally:
+        await second.stop(grace=0)
+
+
+async def test_work_stream_hello_is_validated(compute):
+    async def messages():
+        yield compute_pb2.NodeMessage(hello=compute_pb2.NodeHello(node_id="", target="gpu", slots=1))
+
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        async for _ in compute.Work(messages()):
+            pass
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "node_id" in e.value.details()
