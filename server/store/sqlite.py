@@ -245,6 +245,7 @@ class SqliteStore(Store):
         self._tail_bytes = 0
         self._run_series: dict[str, int] = {}
         self._floors: dict[str, int] = {}  # producer -> dedup floor, as committed (writer thread)
+        self._log_tails: dict[int, tuple[int, list[str], int]] = {}  # log file -> open last chunk (writer)
 
     @property
     def path(self) -> Path:
@@ -340,6 +341,7 @@ class SqliteStore(Store):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._floors.clear()  # may be ahead of what was rolled back
+            self._log_tails.clear()
             if not isinstance(e, CollectorError):
                 self._reset_caches()
             raise
@@ -360,6 +362,7 @@ class SqliteStore(Store):
             conn.execute("COMMIT")
 
     def _reset_caches(self) -> None:
+        self._log_tails.clear()
         self._series.clear()
         self._tail_bytes = 0
         self._run_series.clear()
@@ -790,13 +793,39 @@ class SqliteStore(Store):
             out.warnings.append(text)
             run_warnings.setdefault(item.run_id, []).append(text)
             first = count
-        blob = codec.compress(json.dumps(lines, ensure_ascii=False).encode())
-        conn.execute(
-            "INSERT INTO logs (file_id, first_line, line_count, blob) VALUES (?, ?, ?, ?)",
-            (file_id, first, len(lines), blob),
-        )
+        self._store_log_lines(conn, file_id, first, lines)
         entry[1] = first + len(lines)
         out.events.append(CommittedLog(item.run_id, item.path, first, lines))
+
+    def _store_log_lines(self, conn: sqlite3.Connection, file_id: int, first: int, lines: list[str]) -> None:
+        """Store lines `first`.. of a log file: merged into the file's last chunk while that one is
+        small and was written by this writer (a job printing a line at a time does not leave a row
+        per line), else as a new chunk."""
+        chars = sum(map(len, lines))
+        tail = self._log_tails.get(file_id)
+        if (
+            tail is not None
+            and tail[0] + len(tail[1]) == first
+            and len(tail[1]) + len(lines) <= LOG_CHUNK_MAX_LINES
+            and tail[2] + chars <= LOG_CHUNK_MAX_CHARS
+        ):
+            start, merged, merged_chars = tail[0], tail[1] + lines, tail[2] + chars
+            conn.execute(
+                "UPDATE logs SET line_count = ?, blob = ? WHERE file_id = ? AND first_line = ?",
+                (len(merged), _log_blob(merged), file_id, start),
+            )
+        else:
+            start, merged, merged_chars = first, list(lines), chars
+            conn.execute(
+                "INSERT INTO logs (file_id, first_line, line_count, blob) VALUES (?, ?, ?, ?)",
+                (file_id, first, len(lines), _log_blob(lines)),
+            )
+        if len(merged) < LOG_CHUNK_MAX_LINES and merged_chars < LOG_CHUNK_MAX_CHARS:
+            if len(self._log_tails) >= server_limits.STORE_SERIES_CACHE_ENTRIES:
+                self._log_tails.clear()
+            self._log_tails[file_id] = (start, merged, merged_chars)
+        else:
+            self._log_tails.pop(file_id, None)
 
     def _apply_status(self, conn: sqlite3.Connection, sc: StatusInput, out: IngestOutcome) -> None:
         """Apply a reported status change per metrics.proto `StatusChange` (ignored when stale, when
@@ -1535,6 +1564,18 @@ def _job(row: tuple) -> JobRecord:
         leased_time=row[8],
         cancel_requested=bool(row[9]),
     )
+
+
+LOG_CHUNK_MAX_LINES = 1_000
+"""Lines of one stored log chunk, beyond which appended lines start a new chunk (small appends are
+merged into the last chunk up to it)."""
+
+LOG_CHUNK_MAX_CHARS = 256 * 1024
+"""Characters of one stored log chunk, beyond which appended lines start a new chunk."""
+
+
+def _log_blob(lines: list[str]) -> bytes:
+    return codec.compress(json.dumps(lines, ensure_ascii=False).encode())
 
 
 def _error_json(error: RunErrorRecord) -> str:

@@ -340,3 +340,23 @@ async def test_node_lost_unused_commit_helper_keeps_batch_api(store):
     out = await commit(store, b)
     assert out.points_committed == 1 and len(out.events) == 2
     assert (await store.get_run("m")).status == "Running"
+
+
+async def test_log_lines_trickling_in_are_merged_into_few_chunks(store):
+    await store.create_run(NewRun(experiment_name="exp", run_id="r", status="Running"))
+    expected = [f"line {i}" for i in range(2500)]
+    seq = 0
+    for i in range(0, 2300, 1):
+        seq += 1
+        await commit(store, log_batch("p", seq, "r", i, expected[i : i + 1]))
+    await store.close()
+    await store.open()  # a fresh writer: no cached tail, the next lines start a new chunk
+    for i in range(2300, 2500, 50):
+        seq += 1
+        await commit(store, log_batch("p", seq, "r", i, expected[i : i + 50]))
+    assert (await store.read_log("r")).lines == expected
+    assert (await store.read_log("r", from_line=995, max_lines=10)).lines == expected[995:1005]
+    con = sqlite3.connect(store.path)
+    rows = con.execute("SELECT first_line, line_count FROM logs ORDER BY first_line").fetchall()
+    con.close()
+    assert rows == [(0, 1000), (1000, 1000), (2000, 300), (2300, 200)]
