@@ -59,6 +59,9 @@ LIVE_MESSAGE_MAX_POINTS = 65_536
 
 # --- script runs on compute targets (issue 4) -------------------------------------------------------
 
+MAX_TARGET_NAME_LENGTH = 255
+"""Characters in a compute target name."""
+
 LEASE_TTL_S = 30.0
 """Default seconds a node's leases outlive its last heartbeat (`runwire server --lease-ttl`). After
 it, a lease is lost: a job that never reached Running is queued again, a running one fails with

@@ -117,9 +117,6 @@ def append_warnings(stored: list[str], new: list[str]) -> list[str]:
 
 # --- compute targets (issue 4) ----------------------------------------------------------------------
 
-MAX_TARGET_NAME_LENGTH = 255
-"""Characters in a compute target name."""
-
 ACTIVE_RUN_FILTERS: dict[str, frozenset[str]] = {
     "Queued": frozenset({"NotStarted", "Queued"}),
     "Running": frozenset(RUN_STATUSES) - TERMINAL_STATUSES - {"NotStarted", "Queued"},
@@ -130,10 +127,9 @@ ACTIVE_RUN_FILTERS: dict[str, frozenset[str]] = {
 def check_target(target: str) -> None:
     if not target:
         raise InvalidArgument("the compute target must not be empty (e.g. 'local')")
-    if len(target) > MAX_TARGET_NAME_LENGTH:
-        raise InvalidArgument(
-            f"compute target name of {len(target)} characters exceeds MAX_TARGET_NAME_LENGTH ({MAX_TARGET_NAME_LENGTH})"
-        )
+    cap = server_limits.MAX_TARGET_NAME_LENGTH
+    if len(target) > cap:
+        raise InvalidArgument(f"compute target name of {len(target)} characters exceeds MAX_TARGET_NAME_LENGTH ({cap})")
 
 
 def active_run_statuses(filters: Iterable[str]) -> frozenset[str]:
