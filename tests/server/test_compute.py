@@ -614,3 +614,47 @@ async def test_work_stream_hello_is_validated(compute):
         async for _ in compute.Work(messages()):
             pass
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "node_id" in e.value.details()
+
+
+async def test_server_process_honours_lease_ttl_flag(tmp_path):
+    """`python -m runwire.server --lease-ttl 1`: a lost node's Preparing job is queued again."""
+    import json
+    import signal
+    import sys
+
+    ready = tmp_path / "ready.json"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "runwire.server",
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "off",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--ready-file",
+        str(ready),
+        "--lease-ttl",
+        "1",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await wait_for(lambda: ready.exists() or proc.returncode is not None, timeout=30)
+        assert proc.returncode is None, (await proc.stderr.read()).decode()
+        address = json.loads(ready.read_text())["grpc"]
+        async with grpc.aio.insecure_channel(address) as ch:
+            compute = compute_pb2_grpc.ComputeStub(ch)
+            runs = runs_pb2_grpc.RunsStub(ch)
+            run = await submit(compute)
+            node = Node(compute, "n1")
+            await wait_for(lambda: len(node.leases) == 1)
+            await node.close()
+            await wait_status(runs, run.run_id, "Queued", timeout=15)
+            job = await compute.GetJob(compute_pb2.GetJobRequest(run_id=run.run_id))
+            assert (job.state, job.attempts) == (compute_pb2.JOB_STATE_QUEUED, 1)
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
