@@ -95,7 +95,11 @@ def bench_submission(experiment, folder: Path, n: int) -> None:
 
 
 def direct(folder: Path, lines: int, sink: str) -> tuple[float, float]:
-    """(print loop seconds, process wall seconds) of the printer run directly."""
+    """(print loop seconds, process wall seconds) of the printer run directly. `sink`: devnull,
+    pipe (read by `cat`), or pipe-unbuffered (PYTHONUNBUFFERED=1, as jobs run for live logs)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if sink == "pipe-unbuffered":
+        env["PYTHONUNBUFFERED"] = "1"
     t0 = time.perf_counter()
     if sink == "devnull":
         done = subprocess.run(
@@ -105,11 +109,16 @@ def direct(folder: Path, lines: int, sink: str) -> tuple[float, float]:
             stderr=subprocess.PIPE,
             text=True,
             check=True,
+            env=env,
         )
         err = done.stderr
     else:
         p = subprocess.Popen(
-            [sys.executable, "train.py", str(lines)], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            [sys.executable, "train.py", str(lines)],
+            cwd=folder,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
         )
         cat = subprocess.Popen(["cat"], stdin=p.stdout, stdout=subprocess.DEVNULL)
         p.stdout.close()
@@ -123,10 +132,10 @@ def direct(folder: Path, lines: int, sink: str) -> tuple[float, float]:
 
 def bench_logs(experiment, folder: Path, lines: int, repeats: int) -> None:
     (folder / "train.py").write_text(textwrap.dedent(PRINTER))
-    rows: dict[str, list[tuple[float, float]]] = {"devnull": [], "pipe": [], "job": []}
+    rows: dict[str, list[tuple[float, float]]] = {"devnull": [], "pipe": [], "pipe-unbuffered": [], "job": []}
     for _ in range(repeats):
-        rows["devnull"].append(direct(folder, lines, "devnull"))
-        rows["pipe"].append(direct(folder, lines, "pipe"))
+        for sink in ("devnull", "pipe", "pipe-unbuffered"):
+            rows[sink].append(direct(folder, lines, sink))
         sub = experiment.subscribe(kinds="status", timeout=300)
         t0 = time.perf_counter()
         run = experiment.submit(script_config(folder, [str(lines)]))
@@ -147,11 +156,13 @@ def bench_logs(experiment, folder: Path, lines: int, repeats: int) -> None:
         rows["job"].append((loop, t_stored - (t_running or t0)))
     base = statistics.median(x[0] for x in rows["devnull"])
     print(f"\n2. log capture: a script printing {lines:,} lines (median of {repeats})")
+    print("   (jobs run with PYTHONUNBUFFERED=1 so that every line shows up live)")
     print("   | how the script ran | print loop (in the script) | vs /dev/null | wall |")
     print("   |---|---|---|---|")
     for label, key, wall_label in (
         ("directly, stdout -> /dev/null", "devnull", "process"),
         ("directly, stdout -> pipe -> cat", "pipe", "process"),
+        ("directly, PYTHONUNBUFFERED=1, stdout -> pipe -> cat", "pipe-unbuffered", "process"),
         ("as a job: captured by the agent, stored at the collector", "job", "Running -> every line stored"),
     ):
         loop = statistics.median(x[0] for x in rows[key])
