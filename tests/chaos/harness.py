@@ -9,7 +9,9 @@ kill -9's the agent, the collector, both, or a training process; pauses a proces
 while; or caps the agent's spool so that it fills while the collector is away. Afterwards it
 brings everything back, delivers what dead processes left in their SDK spools (`runwire sync`),
 and checks every run: the stored series is 0, 1, 2, ... with no gap and no duplicate (exactly once,
-in order), at least as long as the last confirmed flush, and complete for processes that ended.
+in order), at least as long as the last confirmed flush, and complete for processes that ended;
+and that every run ended truthfully: `Completed` when its process completed it, `Failed` when its
+process was killed (the agent that served the process reports it, through ingest).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ WRITER = textwrap.dedent(
     """
 )
 
+STATUS_TIMEOUT_S = 30.0
+"""How long a trial waits for a run to reach its final status once every process has ended."""
+
 ACTIONS = ("kill_agent", "kill_collector", "kill_both", "kill_writer", "pause_agent", "pause_collector", "spool_cap")
 
 
@@ -63,6 +68,7 @@ class TrialResult:
     points_checked: int = 0
     lost: int = 0
     duplicated: int = 0
+    dead_runs_failed: int = 0
     failures: list[str] = field(default_factory=list)
 
 
@@ -80,6 +86,18 @@ def _stored(workspace, run_id: str) -> np.ndarray:
         return Run(Experiment(workspace, "chaos"), run_id).get_metric_series("v").values
     except Exception:
         return np.array([], dtype=np.int64)
+
+
+def _final_status(workspace, run_id: str, timeout: float = STATUS_TIMEOUT_S) -> str:
+    """The run's status once it is finished (or whatever it is after `timeout`)."""
+    from runwire import Experiment, Run
+
+    run = Run(Experiment(workspace, "chaos"), run_id)
+    try:
+        wait_for(lambda: run.get_status() in ("Completed", "Failed", "Canceled"), timeout, f"{run_id} to end", 0.05)
+    except TimeoutError:
+        pass
+    return run.get_status()
 
 
 def run_trial(seed: int, writers: int = 2, points: int = 20_000, flush_every: int = 2_000) -> TrialResult:
@@ -167,6 +185,12 @@ def run_trial(seed: int, writers: int = 2, points: int = 20_000, flush_every: in
             if expected_len is not None and n != expected_len:
                 result.lost += max(0, expected_len - n)
                 result.failures.append(f"{run_id}: the writer finished but {n} of {expected_len} points are stored")
+            want = "Completed" if proc.returncode == 0 else "Failed"
+            status = _final_status(ws, run_id)
+            if status != want:
+                result.failures.append(f"{run_id}: writer exit {proc.returncode}, run is {status}, expected {want}")
+            elif want == "Failed":
+                result.dead_runs_failed += 1
     except Exception as e:
         result.failures.append(f"harness error: {type(e).__name__}: {e}")
     finally:
@@ -191,7 +215,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("RUNWIRE_HOME", str(short_tmpdir("rwchaos-home")))
-    totals = {"trials": 0, "points_checked": 0, "lost": 0, "duplicated": 0, "failed_trials": 0}
+    totals = {"trials": 0, "points_checked": 0, "lost": 0, "duplicated": 0, "dead_runs_failed": 0, "failed_trials": 0}
     counts: dict[str, int] = {}
     started = time.monotonic()
     for t in range(args.trials):
@@ -200,6 +224,7 @@ def main() -> int:
         totals["points_checked"] += r.points_checked
         totals["lost"] += r.lost
         totals["duplicated"] += r.duplicated
+        totals["dead_runs_failed"] += r.dead_runs_failed
         totals["failed_trials"] += bool(r.failures)
         for a in r.actions:
             counts[a] = counts.get(a, 0) + 1
