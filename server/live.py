@@ -32,6 +32,7 @@ from runwire.server.bus import (
     EventFilter,
     LagMarker,
     LiveBus,
+    Subscriber,
     status_event,
     tag_event,
 )
@@ -47,112 +48,63 @@ LIVE_MESSAGE_MAX_SERIES = 4_096
 """Metric series' pieces sent in one `LiveEvent` at most (see `LIVE_MESSAGE_MAX_POINTS`)."""
 
 
-class LiveService(live_pb2_grpc.LiveServicer):
-    def __init__(self, store: Store, bus: LiveBus) -> None:
+LiveItem = live_pb2.LiveEvent | list[BusEvent]
+"""What a `LiveSession` hands its transport: a whole message, or consecutive metric events (each
+cut to the rows the history did not already send) that go out together."""
+
+
+class LiveSession:
+    """One subscription, whatever carries it (the gRPC `Live` service, the studio's server-sent
+    events): `open()` registers with the bus and resolves the run scope (raising `NotFound` for an
+    unknown run), `history()` yields the store's history when asked (`from_start`), then `get()` /
+    `poll()` give the live items, with the history/live seam applied; `close()` unsubscribes."""
+
+    def __init__(self, store: Store, bus: LiveBus, flt: EventFilter) -> None:
         self._store = store
         self._bus = bus
+        self.filter = flt
+        self.sub: Subscriber | None = None
+        self._runs: list[RunRecord] = []
+        self._seen: dict[tuple[str, str], int] = {}
+        self._seen_logs: dict[tuple[str, str], int] = {}
+        self._statuses: dict[str, str] = {}
 
-    async def Subscribe(
-        self, request: live_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[live_pb2.LiveEvent]:
-        flt = EventFilter.from_request(request)
-        sub = self._bus.subscribe(flt)
-        peer = context.peer()
-        log.info(
-            "subscriber joined",
-            extra={
-                "fields": {
-                    "peer": peer,
-                    "experiment": request.experiment_name,
-                    "run_id": request.run_id,
-                    "from_start": request.from_start,
-                    "subscribers": self._bus.subscriber_count,
-                }
-            },
-        )
+    async def open(self) -> None:
+        flt = self.filter
+        self.sub = sub = self._bus.subscribe(flt)
         try:
-            try:
-                runs = await self._scope(request)
-            except CollectorError as e:
-                await context.abort(e.code, str(e))
-                return
-            if flt.needs_resolution:
-                flt.resolve(r.run_id for r in runs)
-            sub.release()
-            seen: dict[tuple[str, str], int] = {}
-            seen_logs: dict[tuple[str, str], int] = {}
-            statuses: dict[str, str] = {}
-            if request.from_start:
-                async for message in self._history(flt, runs, seen, seen_logs):
-                    if message.kind == STATUS:
-                        statuses[message.run_id] = message.status.status
-                    yield message
-            yield live_pb2.LiveEvent(kind=LIVE)
-            while True:
-                item = await sub.get()
-                if isinstance(item, LagMarker):
-                    yield item.message()
-                    continue
-                if item.kind != METRIC:
-                    message = _seam(item, flt, seen, seen_logs)
-                    if (
-                        message is not None
-                        and item.kind == STATUS
-                        and statuses
-                        and statuses.pop(item.run_id, None) == message.status.status
-                        and not item.created
-                    ):
-                        continue  # the history already said so (a change committed while it was read)
-                    if message is not None:
-                        yield message
-                    continue
-                # consecutive metric events go out together, up to a budget of points, as the
-                # header's bytes followed by each event's pre-serialized entry
-                parts: list[bytes] = []
-                run_ids: set[str] = set()
-                points, ev = 0, item
-                while ev is not None:
-                    part = _seam(ev, flt, seen)
-                    if part is not None:
-                        parts.append(part)
-                        run_ids.add(ev.run_id)
-                        points += ev.count
-                    if points >= server_limits.LIVE_MESSAGE_MAX_POINTS or len(parts) >= LIVE_MESSAGE_MAX_SERIES:
-                        break
-                    ev = sub.next_metric()
-                if parts:
-                    header = live_pb2.LiveEvent(
-                        kind=METRIC, run_id=run_ids.pop() if len(run_ids) == 1 else "", time=item.time
-                    )
-                    yield header.SerializeToString() + b"".join(parts)
-        finally:
-            self._bus.unsubscribe(sub)
-            log.info(
-                "subscriber left",
-                extra={"fields": {"peer": peer, "lagged_events": sub.lagged_events}},
-            )
+            self._runs = await self._scope()
+        except BaseException:
+            self.close()
+            raise
+        if flt.needs_resolution:
+            flt.resolve(r.run_id for r in self._runs)
+        sub.release()
 
-    async def _scope(self, request: live_pb2.SubscribeRequest) -> list[RunRecord]:
+    def close(self) -> None:
+        if self.sub is not None and not self.sub.closed:
+            self._bus.unsubscribe(self.sub)
+
+    async def _scope(self) -> list[RunRecord]:
         """The runs in scope now, oldest first ([] for an unscoped subscription)."""
-        if request.run_id:
-            runs = [await self._store.get_run(request.run_id)]
-            if request.include_children:
-                runs += await self._store.list_runs(RunQuery(parent_run_id=request.run_id, recursive=True))
-        elif request.experiment_name:
+        flt = self.filter
+        if flt.run_id:
+            runs = [await self._store.get_run(flt.run_id)]
+            if flt.include_children:
+                runs += await self._store.list_runs(RunQuery(parent_run_id=flt.run_id, recursive=True))
+        elif flt.experiment_name:
             # an experiment that does not exist yet has no runs; those created later join
-            runs = await self._store.list_runs(RunQuery(experiment_name=request.experiment_name, include_children=True))
+            runs = await self._store.list_runs(RunQuery(experiment_name=flt.experiment_name, include_children=True))
         else:
             return []
         runs.sort(key=lambda r: (r.created_time, r.number))
         return runs
 
-    async def _history(
-        self,
-        flt: EventFilter,
-        runs: list[RunRecord],
-        seen: dict[tuple[str, str], int],
-        seen_logs: dict[tuple[str, str], int],
-    ) -> AsyncIterator[live_pb2.LiveEvent]:
+    async def history(self) -> AsyncIterator[live_pb2.LiveEvent]:
+        """The stored history of the matching runs (call once, after `open()`, before `get()`)."""
+        flt = self.filter
+        seen, seen_logs = self._seen, self._seen_logs
+        runs = self._runs
         if not runs and not flt.scoped:
             runs = await self._store.list_runs(RunQuery(include_children=True))
             runs.sort(key=lambda r: (r.created_time, r.number))
@@ -171,7 +123,9 @@ class LiveService(live_pb2_grpc.LiveServicer):
                     except NotFound:
                         break  # deleted meanwhile
             if STATUS in flt.kinds:  # after the log: a finished run's final status ends a log reader
-                yield status_event(run).message()
+                message = status_event(run).message()
+                self._statuses[run.run_id] = message.status.status
+                yield message
             if TAG in flt.kinds and run.tags:
                 yield tag_event(run, {}, []).message()
             if METRIC not in flt.kinds:
@@ -199,6 +153,104 @@ class LiveService(live_pb2_grpc.LiveServicer):
             except NotFound:
                 continue  # deleted meanwhile
 
+    async def get(self) -> LiveItem:
+        """The next live item (waits for one)."""
+        assert self.sub is not None
+        while True:
+            out = self._process(await self.sub.get())
+            if out is not None:
+                return out
+
+    def poll(self) -> LiveItem | None:
+        """The next live item already queued, or None."""
+        assert self.sub is not None
+        while (item := self.sub.get_nowait()) is not None:
+            out = self._process(item)
+            if out is not None:
+                return out
+        return None
+
+    def _process(self, item: BusEvent | LagMarker) -> LiveItem | None:
+        if isinstance(item, LagMarker):
+            return item.message()
+        flt, seen, statuses = self.filter, self._seen, self._statuses
+        if item.kind != METRIC:
+            message = _seam(item, flt, seen, self._seen_logs)
+            if (
+                message is not None
+                and item.kind == STATUS
+                and statuses
+                and statuses.pop(item.run_id, None) == message.status.status
+                and not item.created
+            ):
+                return None  # the history already said so (a change committed while it was read)
+            return message
+        # consecutive metric events go out together, up to a budget of points
+        assert self.sub is not None
+        parts: list[BusEvent] = []
+        points, ev = 0, item
+        while ev is not None:
+            part = _seam(ev, flt, seen)
+            if part is not None:
+                parts.append(part)
+                points += part.count
+            if points >= server_limits.LIVE_MESSAGE_MAX_POINTS or len(parts) >= LIVE_MESSAGE_MAX_SERIES:
+                break
+            ev = self.sub.next_metric()
+        return parts or None
+
+
+class LiveService(live_pb2_grpc.LiveServicer):
+    def __init__(self, store: Store, bus: LiveBus) -> None:
+        self._store = store
+        self._bus = bus
+
+    async def Subscribe(
+        self, request: live_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[live_pb2.LiveEvent | bytes]:
+        session = LiveSession(self._store, self._bus, EventFilter.from_request(request))
+        peer = context.peer()
+        try:
+            await session.open()
+        except CollectorError as e:
+            await context.abort(e.code, str(e))
+            return
+        assert session.sub is not None
+        log.info(
+            "subscriber joined",
+            extra={
+                "fields": {
+                    "peer": peer,
+                    "experiment": request.experiment_name,
+                    "run_id": request.run_id,
+                    "from_start": request.from_start,
+                    "subscribers": self._bus.subscriber_count,
+                }
+            },
+        )
+        try:
+            if request.from_start:
+                async for message in session.history():
+                    yield message
+            yield live_pb2.LiveEvent(kind=LIVE)
+            while True:
+                item = await session.get()
+                if not isinstance(item, list):
+                    yield item
+                    continue
+                # the header's bytes followed by each event's pre-serialized entry
+                run_ids = {ev.run_id for ev in item}
+                header = live_pb2.LiveEvent(
+                    kind=METRIC, run_id=run_ids.pop() if len(run_ids) == 1 else "", time=item[0].time
+                )
+                yield header.SerializeToString() + b"".join(ev.metric_entry() for ev in item)
+        finally:
+            session.close()
+            log.info(
+                "subscriber left",
+                extra={"fields": {"peer": peer, "lagged_events": session.sub.lagged_events}},
+            )
+
 
 def _seam(
     ev: BusEvent,
@@ -206,9 +258,9 @@ def _seam(
     seen: dict[tuple[str, str], int],
     seen_logs: dict[tuple[str, str], int] | None = None,
 ) -> Any:
-    """The message for a queued event (for a metric event: its serialized entry), or
-    None when the filter (now resolved) or the history already covers it; a metric or log event
-    the history covers in part is cut to its new rows or lines."""
+    """The message for a queued event (for a metric event: the event itself), or None when the
+    filter (now resolved) or the history already covers it; a metric or log event the history
+    covers in part is cut to its new rows or lines."""
     if not flt.matches(ev):
         return None
     if ev.kind == LOG and seen_logs:
@@ -217,7 +269,7 @@ def _seam(
         return ev.message()
     covered = seen.get((ev.run_id, ev.name)) if seen else None
     if covered is None or ev.first_row >= covered:
-        return ev.metric_entry()
+        return ev
     end = ev.first_row + ev.count
     if end <= covered:
         return None
@@ -240,7 +292,7 @@ def _seam(
             codec.slice_points(cut, skip, cut.count),
         ),
     )
-    return part.metric_entry()
+    return part
 
 
 def _log_seam(ev: BusEvent, seen_logs: dict[tuple[str, str], int]) -> live_pb2.LiveEvent | None:
@@ -278,4 +330,4 @@ def add_live_service(service: LiveService, server: grpc.aio.Server) -> None:
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, {"Subscribe": handler}),))
 
 
-__all__ = ["LAGGED", "LIVE", "LiveService", "add_live_service"]
+__all__ = ["LAGGED", "LIVE", "LiveItem", "LiveService", "LiveSession", "add_live_service"]

@@ -142,9 +142,9 @@ def test_seam_drops_or_cuts_what_the_history_covered():
     flt = EventFilter(run_id="r")
     seen = {("r", "m"): 15}
     assert _seam(points("r", "m", 0, 10), flt, seen) is None  # rows 0-9: all in the history
-    cut = live_pb2.LiveEvent.FromString(_seam(points("r", "m", 10, 10), flt, seen)).metrics[0]
+    cut = live_pb2.LiveEvent.FromString(_seam(points("r", "m", 10, 10), flt, seen).metric_entry()).metrics[0]
     assert (cut.first_row, cut.points.count) == (15, 5)
     assert codec.decode_points(cut.points).columns[""].values.tolist() == [15.0, 16.0, 17.0, 18.0, 19.0]
-    whole = live_pb2.LiveEvent.FromString(_seam(points("r", "m", 15, 3), flt, seen)).metrics[0]
+    whole = live_pb2.LiveEvent.FromString(_seam(points("r", "m", 15, 3), flt, seen).metric_entry()).metrics[0]
     assert (whole.first_row, whole.points.count) == (15, 3)
     assert _seam(points("r", "other", 0, 1), flt, seen) is not None  # a series the history lacked
