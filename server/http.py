@@ -9,6 +9,7 @@ from aiohttp import web
 from google.protobuf import json_format
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from runwire.server.studio.pages import add_page_routes
 from runwire.server.telemetry import Telemetry
 from runwire.v1 import runs_pb2
 
@@ -35,4 +36,5 @@ def build_app(telemetry: Telemetry, status: Callable[[], Awaitable[runs_pb2.Coll
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", api_status)
+    add_page_routes(app)
     return app

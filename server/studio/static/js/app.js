@@ -1,0 +1,33 @@
+// The studio's single-page shell: picks the page by location.pathname and renders it into <main>.
+import { renderCompute } from "./compute.js";
+import { renderDashboard } from "./dashboard.js";
+import { renderExperiments } from "./experiments.js";
+import { renderRun } from "./run.js";
+import { errorBox, h, markReady } from "./util.js";
+
+const ROUTES = [
+  [/^\/$/, (main) => renderExperiments(main)],
+  [/^\/experiments\/(.+)$/, (main, m) => renderDashboard(main, decodeURIComponent(m[1]))],
+  [/^\/runs\/(.+)$/, (main, m) => renderRun(main, decodeURIComponent(m[1]))],
+  [/^\/compute\/?$/, (main) => renderCompute(main)],
+];
+
+async function route() {
+  const main = document.getElementById("main");
+  const path = location.pathname;
+  for (const [pattern, render] of ROUTES) {
+    const m = path.match(pattern);
+    if (!m) continue;
+    try {
+      await render(main, m);
+    } catch (err) {
+      main.append(errorBox(`Could not load this page: ${err.message}`, "page-error"));
+      markReady();
+    }
+    return;
+  }
+  main.replaceChildren(h("h1", {}, "Not found"), h("p", {}, path));
+  markReady();
+}
+
+route();

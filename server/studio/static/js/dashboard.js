@@ -1,0 +1,392 @@
+// Page `/experiments/{name}`: the runs table (server-side filter, sort and paging, metric columns chosen from
+// metric_names), run selection and a chart overlaying one metric across the selected runs; live.
+import {
+  PLOT_CONFIG,
+  apiRun,
+  baseLayout,
+  debounce,
+  errorBox,
+  experimentUrl,
+  fill,
+  fmtAgo,
+  fmtDuration,
+  fmtTime,
+  fmtValue,
+  getJSON,
+  h,
+  liveEvents,
+  loadPlotly,
+  markReady,
+  plotlyText,
+  query,
+  runUrl,
+  statusBadge,
+  throttle,
+} from "./util.js";
+
+/** Runs per page of the table. */
+export const PAGE_SIZE = 100;
+/** The most runs overlaid in the comparison chart. */
+export const MAX_COMPARED_RUNS = 20;
+/** Least time between two table refreshes caused by metric events (ms). */
+export const METRIC_REFRESH_MS = 2000;
+
+const STATUSES = ["NotStarted", "Queued", "Preparing", "Starting", "Running", "Finalizing", "CancelRequested", "Completed", "Failed", "Canceled"];
+const AGGS = ["last", "min", "max"];
+
+export async function renderDashboard(main, name) {
+  document.title = `${name} · runwire studio`;
+  const params = new URLSearchParams(location.search);
+  const state = {
+    statuses: params.getAll("status"),
+    tag: params.get("tag") || "",
+    q: params.get("q") || "",
+    sort: params.get("sort") || "created",
+    order: params.get("order") || "desc",
+    offset: Number(params.get("offset") || 0),
+    metrics: params.getAll("metric"),
+    selected: new Set(params.getAll("select")),
+    compare: params.get("compare") || "",
+    metricNames: [],
+  };
+
+  const title = h("h1", {}, h("span", { class: "muted" }, "Experiment "), h("span", { dataset: { testid: "experiment-name" } }, name));
+  const stats = h("p", { class: "muted", dataset: { testid: "experiment-stats" } });
+  const statusSelect = h(
+    "select",
+    { multiple: true, size: "1", class: "status-filter", dataset: { testid: "filter-status" }, title: "status (ctrl-click: several)" },
+    STATUSES.map((s) => h("option", { value: s, selected: state.statuses.includes(s) }, s)),
+  );
+  const tagInput = h("input", { type: "search", placeholder: "tag or tag=value", value: state.tag, dataset: { testid: "filter-tag" } });
+  const textInput = h("input", { type: "search", placeholder: "search id, name, tag values", value: state.q, dataset: { testid: "filter-text" } });
+  const columnsBox = h("details", { class: "picker", dataset: { testid: "column-picker" } });
+  const toolbar = h("div", { class: "toolbar" }, textInput, tagInput, statusSelect, columnsBox);
+  const thead = h("thead");
+  const tbody = h("tbody", { dataset: { testid: "runs-body" } });
+  const pager = h("div", { class: "pager", dataset: { testid: "pager" } });
+  const compareSelect = h("select", { dataset: { testid: "compare-metric" } });
+  const compareInfo = h("span", { class: "muted", dataset: { testid: "compare-info" } });
+  const chartBox = h("div", { class: "chart", dataset: { testid: "compare-chart", metric: state.compare } });
+  const compare = h(
+    "section",
+    { class: "card" },
+    h("h2", {}, "Compare selected runs"),
+    h("div", { class: "toolbar" }, h("label", {}, "metric ", compareSelect), compareInfo),
+    chartBox,
+  );
+  main.replaceChildren(
+    title,
+    stats,
+    toolbar,
+    h("div", { class: "table-wrap" }, h("table", { class: "grid", dataset: { testid: "runs-table" } }, thead, tbody)),
+    pager,
+    compare,
+  );
+
+  const saveUrl = () => {
+    const q = query({
+      status: state.statuses,
+      tag: state.tag,
+      q: state.q,
+      sort: state.sort === "created" ? "" : state.sort,
+      order: state.order === "desc" ? "" : state.order,
+      offset: state.offset || "",
+      metric: state.metrics,
+      select: [...state.selected],
+      compare: state.compare,
+    });
+    history.replaceState(null, "", experimentUrl(name) + q);
+  };
+
+  // ----- the runs table -----
+  let loadSeq = 0;
+  async function loadRuns() {
+    const seq = ++loadSeq;
+    const url = `/api/v1/experiments/${encodeURIComponent(name)}/runs${query({
+      status: state.statuses,
+      tag: state.tag,
+      q: state.q,
+      sort: state.sort,
+      order: state.order,
+      offset: state.offset,
+      limit: PAGE_SIZE,
+      metrics: state.metrics,
+    })}`;
+    const page = await getJSON(url);
+    if (seq !== loadSeq) return;
+    state.metricNames = page.metric_names || [];
+    if (page.offset > 0 && page.runs.length === 0 && page.total > 0) {
+      state.offset = Math.max(0, Math.floor((page.total - 1) / PAGE_SIZE) * PAGE_SIZE);
+      return loadRuns();
+    }
+    renderHead();
+    renderRows(page.runs);
+    renderPager(page.total);
+    renderPicker();
+    renderCompareSelect();
+  }
+
+  function sortHeader(label, key, cls = "") {
+    const active = state.sort === key;
+    const arrow = active ? (state.order === "desc" ? " ▼" : " ▲") : "";
+    return h(
+      "th",
+      {
+        class: `sortable ${cls} ${active ? "sorted" : ""}`,
+        dataset: { testid: "sort-header", sort: key },
+        title: "sort",
+        on: {
+          click: () => {
+            if (state.sort === key) state.order = state.order === "desc" ? "asc" : "desc";
+            else {
+              state.sort = key;
+              state.order = key === "name" || key === "status" ? "asc" : "desc";
+            }
+            state.offset = 0;
+            saveUrl();
+            loadRuns().catch(showError);
+          },
+        },
+      },
+      label + arrow,
+    );
+  }
+
+  function renderHead() {
+    fill(
+      thead,
+      h(
+        "tr",
+        {},
+        h("th", { class: "check" }, ""),
+        sortHeader("#", "number", "num"),
+        sortHeader("Run", "name"),
+        sortHeader("Status", "status"),
+        sortHeader("Start", "started"),
+        sortHeader("Duration", "duration", "num"),
+        h("th", {}, "Target"),
+        h("th", {}, "Tags"),
+        state.metrics.flatMap((m) => AGGS.map((agg) => sortHeader(`${m} (${agg})`, `metric:${m}:${agg}`, "num metric-col"))),
+      ),
+    );
+  }
+
+  function renderRows(runs) {
+    fill(
+      tbody,
+      runs.map((run) => {
+        const box = h("input", {
+          type: "checkbox",
+          checked: state.selected.has(run.run_id),
+          dataset: { testid: "run-select" },
+          title: "compare",
+          on: {
+            change: (e) => {
+              if (e.target.checked) state.selected.add(run.run_id);
+              else state.selected.delete(run.run_id);
+              saveUrl();
+              drawCompare().catch(showError);
+            },
+          },
+        });
+        return h(
+          "tr",
+          { dataset: { testid: "run-row", runId: run.run_id, status: run.status } },
+          h("td", { class: "check" }, box),
+          h("td", { class: "num" }, run.number ?? ""),
+          h(
+            "td",
+            {},
+            h("a", { href: runUrl(run.run_id), dataset: { testid: "run-link" } }, run.display_name || run.run_id),
+            run.display_name ? h("div", { class: "muted small" }, run.run_id) : null,
+            run.parent_run_id ? h("div", { class: "muted small" }, "child of ", h("a", { href: runUrl(run.parent_run_id) }, run.parent_run_id)) : null,
+          ),
+          h("td", {}, statusBadge(run.status, "run-status")),
+          h("td", { title: fmtTime(run.start_time) }, run.start_time ? fmtAgo(run.start_time) : "—"),
+          h("td", { class: "num" }, fmtDuration(run.duration)),
+          h("td", {}, run.target || "local"),
+          h("td", { dataset: { testid: "run-tags" } }, tagChips(run.tags)),
+          state.metrics.flatMap((m) =>
+            AGGS.map((agg) => h("td", { class: "num", dataset: { testid: "metric-cell", metric: m, agg } }, fmtValue(run.metrics?.[m]?.[agg]))),
+          ),
+        );
+      }),
+    );
+    if (runs.length === 0) tbody.append(h("tr", {}, h("td", { colspan: String(8 + 3 * state.metrics.length), class: "muted" }, "No runs match.")));
+  }
+
+  function renderPager(total) {
+    stats.textContent = `${total} run${total === 1 ? "" : "s"} match`;
+    const first = total === 0 ? 0 : state.offset + 1;
+    const last = Math.min(total, state.offset + PAGE_SIZE);
+    const go = (offset) => () => {
+      state.offset = offset;
+      saveUrl();
+      loadRuns().catch(showError);
+    };
+    fill(
+      pager,
+      h("button", { disabled: state.offset === 0, dataset: { testid: "page-prev" }, on: { click: go(Math.max(0, state.offset - PAGE_SIZE)) } }, "‹ Prev"),
+      h("span", { dataset: { testid: "page-info" } }, ` ${first}–${last} of ${total} `),
+      h("button", { disabled: last >= total, dataset: { testid: "page-next" }, on: { click: go(state.offset + PAGE_SIZE) } }, "Next ›"),
+    );
+  }
+
+  function renderPicker() {
+    const open = columnsBox.open;
+    fill(
+      columnsBox,
+      h("summary", {}, `Metric columns (${state.metrics.length})`),
+      h(
+        "div",
+        { class: "picker-list" },
+        state.metricNames.length === 0 ? h("span", { class: "muted" }, "no scalar metrics yet") : null,
+        state.metricNames.map((m) =>
+          h(
+            "label",
+            { dataset: { testid: "column-option", metric: m } },
+            h("input", {
+              type: "checkbox",
+              checked: state.metrics.includes(m),
+              on: {
+                change: (e) => {
+                  state.metrics = e.target.checked ? [...state.metrics, m] : state.metrics.filter((x) => x !== m);
+                  saveUrl();
+                  resubscribe();
+                  loadRuns().catch(showError);
+                },
+              },
+            }),
+            " ",
+            m,
+          ),
+        ),
+      ),
+    );
+    columnsBox.open = open;
+  }
+
+  function renderCompareSelect() {
+    const names = state.metricNames;
+    if (!state.compare && names.length) state.compare = names[0];
+    const current = [...compareSelect.options].map((o) => o.value).join("\n");
+    if (current !== names.join("\n")) {
+      fill(
+        compareSelect,
+        names.length ? null : h("option", { value: "" }, "(no metrics)"),
+        names.map((m) => h("option", { value: m, selected: m === state.compare }, m)),
+      );
+    }
+    compareSelect.value = state.compare;
+  }
+  compareSelect.addEventListener("change", () => {
+    state.compare = compareSelect.value;
+    saveUrl();
+    resubscribe();
+    drawCompare().catch(showError);
+  });
+
+  // ----- the comparison chart -----
+  const traces = new Map(); // run_id -> trace index
+  let drawSeq = 0;
+  async function drawCompare() {
+    const seq = ++drawSeq;
+    chartBox.dataset.metric = state.compare;
+    const runIds = [...state.selected].slice(0, MAX_COMPARED_RUNS);
+    if (!state.compare || runIds.length === 0) {
+      traces.clear();
+      if (window.Plotly) window.Plotly.purge(chartBox);
+      fill(chartBox, h("p", { class: "muted empty" }, "Select runs (checkboxes) to overlay a metric."));
+      compareInfo.textContent = "";
+      return;
+    }
+    const Plotly = await loadPlotly();
+    const width = Math.max(200, chartBox.clientWidth || 800);
+    const results = await Promise.all(
+      runIds.map((id) =>
+        getJSON(`${apiRun(id)}/metrics/${encodeURIComponent(state.compare)}/series${query({ width })}`)
+          .then((s) => ({ id, s }))
+          .catch(() => ({ id, s: null })),
+      ),
+    );
+    if (seq !== drawSeq) return;
+    traces.clear();
+    const data = [];
+    for (const { id, s } of results) {
+      if (!s) continue;
+      traces.set(id, data.length);
+      data.push({ x: s.x, y: s.y, type: "scatter", mode: s.count === 1 ? "markers" : "lines", name: plotlyText(id) });
+    }
+    compareInfo.textContent = `${data.length} of ${state.selected.size} selected run(s) have “${state.compare}”`;
+    if (chartBox.querySelector(".empty")) chartBox.replaceChildren();
+    await Plotly.react(chartBox, data, baseLayout({ showlegend: true, legend: { orientation: "h" }, height: 320 }), PLOT_CONFIG);
+    chartBox.dataset.lastUpdate = String(Date.now());
+  }
+
+  function appendPoint(ev) {
+    const index = traces.get(ev.run_id);
+    if (index === undefined || ev.name !== state.compare || !ev.x || !window.Plotly) return;
+    window.Plotly.extendTraces(chartBox, { x: [ev.x], y: [ev.y] }, [index]);
+    chartBox.dataset.lastUpdate = String(Date.now());
+  }
+
+  // ----- filters -----
+  const applyFilters = debounce(() => {
+    state.q = textInput.value.trim();
+    state.tag = tagInput.value.trim();
+    state.statuses = [...statusSelect.selectedOptions].map((o) => o.value);
+    state.offset = 0;
+    saveUrl();
+    loadRuns().catch(showError);
+  }, 300);
+  textInput.addEventListener("input", applyFilters);
+  tagInput.addEventListener("input", applyFilters);
+  statusSelect.addEventListener("change", applyFilters);
+
+  function showError(err) {
+    stats.replaceChildren(errorBox(err.message));
+  }
+
+  // ----- live -----
+  const refresh = debounce(() => loadRuns().catch(showError));
+  const refreshForMetrics = throttle(refresh, METRIC_REFRESH_MS);
+  let live = null;
+  function resubscribe() {
+    live?.close();
+    const metrics = [...new Set([...state.metrics, state.compare].filter(Boolean))];
+    live = liveEvents(
+      { experiment: name, include_children: 1, kinds: metrics.length ? "status,tag,metric" : "status,tag", metrics },
+      {
+        status: refresh,
+        tag: refresh,
+        metric: (ev) => {
+          appendPoint(ev);
+          if (state.metrics.includes(ev.name)) refreshForMetrics();
+        },
+        resync: () => {
+          refresh();
+          drawCompare().catch(showError);
+        },
+      },
+    );
+  }
+
+  try {
+    await getJSON(`/api/v1/experiments/${encodeURIComponent(name)}`);
+  } catch (err) {
+    main.replaceChildren(title, errorBox(err.status === 404 ? `No experiment named “${name}”.` : err.message, "page-error"));
+    markReady();
+    return;
+  }
+  await loadRuns();
+  saveUrl();
+  await drawCompare().catch(showError);
+  resubscribe();
+  markReady();
+}
+
+export function tagChips(tags) {
+  return Object.entries(tags || {}).map(([k, v]) =>
+    h("span", { class: "chip", dataset: { testid: "tag", key: k } }, v === null || v === undefined || v === "" ? k : `${k}: ${v}`),
+  );
+}
