@@ -29,6 +29,7 @@ from runwire.server.live import LiveService, add_live_service
 from runwire.server.query import RunsService
 from runwire.server.store.base import Store
 from runwire.server.store.sqlite import SqliteStore
+from runwire.server.studio.context import StudioContext
 from runwire.server.telemetry import Telemetry
 from runwire.v1 import ingest_pb2, ingest_pb2_grpc, live_pb2, runs_pb2, runs_pb2_grpc
 
@@ -163,7 +164,8 @@ class Collector:
         self._warn_if_exposed("grpc", host)
 
     async def _start_http(self, host: str, port: int) -> None:
-        runner = web.AppRunner(build_app(self.telemetry, self.status), access_log=None)
+        studio = StudioContext(store=self.store, live=self.live, blobs=lambda: self.blobs)
+        runner = web.AppRunner(build_app(self.telemetry, self.status, studio), access_log=None)
         await runner.setup()
         self._http = runner
         await web.TCPSite(runner, host, port).start()

@@ -9,12 +9,19 @@ from aiohttp import web
 from google.protobuf import json_format
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from runwire.server.studio.context import StudioContext
 from runwire.server.studio.pages import add_page_routes
 from runwire.server.telemetry import Telemetry
 from runwire.v1 import runs_pb2
 
 
-def build_app(telemetry: Telemetry, status: Callable[[], Awaitable[runs_pb2.CollectorStatus]]) -> web.Application:
+def build_app(
+    telemetry: Telemetry,
+    status: Callable[[], Awaitable[runs_pb2.CollectorStatus]],
+    studio: StudioContext | None = None,
+) -> web.Application:
+    """The HTTP app; with `studio`, the web studio too (its JSON API under /api/v1, ...)."""
+
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -36,5 +43,9 @@ def build_app(telemetry: Telemetry, status: Callable[[], Awaitable[runs_pb2.Coll
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", api_status)
+    if studio is not None:
+        from runwire.server.studio.api import add_api_routes
+
+        add_api_routes(app, studio)
     add_page_routes(app)
     return app

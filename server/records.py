@@ -339,3 +339,84 @@ class LogRead:
     first_line: int
     lines: list[str]
     total_lines: int
+
+
+# --- studio reads (issue 6) ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusEntry:
+    """A status a run entered, and when (unix seconds)."""
+
+    status: str
+    time: float
+
+
+@dataclass
+class ExperimentSummary:
+    """An experiment with its run counts: `runs` counts top-level runs and children; `last_activity`
+    is the latest created/start/end time of its runs (None without runs)."""
+
+    experiment: ExperimentRecord
+    runs: int = 0
+    last_activity: float | None = None
+    status_counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """A series' stored summary: last/min/max of its numeric values (None when it has none) and rows."""
+
+    last: float | None
+    min: float | None
+    max: float | None
+    count: int
+
+
+@dataclass
+class MetricInfoRecord:
+    """One metric series of a run as stored (no chunk read): kind, columns (name, value type), summary."""
+
+    name: str
+    kind: int
+    description: str
+    count: int
+    columns: list[tuple[str, int]]
+    last: float | None
+    min: float | None
+    max: float | None
+
+
+RUN_TABLE_SORTS = ("created", "started", "duration", "status", "number", "name")
+"""Run fields a runs table can be sorted by (besides `metric:<name>:<last|min|max>`)."""
+
+
+@dataclass
+class RunTableQuery:
+    """One page of an experiment's runs table. `sort` is one of RUN_TABLE_SORTS, or "metric" with
+    `sort_metric` naming the metric and `sort_stat` one of last/min/max (runs without it last).
+    `tags`: a value None means "has this key". `text`: substring of run id, display name or a tag value."""
+
+    experiment_name: str
+    statuses: list[str] = field(default_factory=list)
+    tags: dict[str, str | None] = field(default_factory=dict)
+    text: str = ""
+    include_children: bool = False
+    sort: str = "created"
+    sort_metric: str = ""
+    sort_stat: str = "last"
+    descending: bool = True
+    offset: int = 0
+    limit: int = 100
+    metrics: list[str] = field(default_factory=list)
+    """Metric names whose summaries the page's rows carry."""
+
+
+@dataclass
+class RunTablePage:
+    total: int
+    runs: list[RunRecord]
+    metrics: dict[str, dict[str, MetricSummary]]
+    """run id -> metric name -> summary, for the query's `metrics` the run has."""
+    metric_names: list[str]
+    """Names of the numeric scalar/list metrics of the experiment's runs, sorted."""

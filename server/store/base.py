@@ -17,19 +17,24 @@ from runwire.server.records import (
     ActiveRunRecord,
     ArtifactRecord,
     ExperimentRecord,
+    ExperimentSummary,
     IngestOutcome,
     IngestUnit,
     JobRecord,
     LeaseGrant,
     LogRead,
+    MetricInfoRecord,
     NewRun,
     NodeRecord,
     ReleasedLease,
     RunQuery,
     RunRecord,
+    RunTablePage,
+    RunTableQuery,
     RunUpdate,
     SeriesSnapshot,
     SnapshotRecord,
+    StatusEntry,
     TargetRecord,
 )
 
@@ -246,3 +251,22 @@ class Store(ABC):
         """Lines `from_line` .. (at most `max_lines`, 0 = all) of a run's log file ("" = its first
         one), read in one transaction. An unknown path reads as an empty file; NotFound for a
         missing run."""
+
+    # --- studio reads (issue 6) -----------------------------------------------------------------------
+
+    @abstractmethod
+    async def experiment_summaries(self, name: str = "") -> list[ExperimentSummary]:
+        """Every experiment (or only the one called `name`) with its run counts, oldest first."""
+
+    @abstractmethod
+    async def query_run_table(self, query: RunTableQuery) -> RunTablePage:
+        """One page of an experiment's runs, filtered, sorted and paged by the store (fast for many
+        thousands of runs), with the requested metric summaries. NotFound for a missing experiment."""
+
+    @abstractmethod
+    async def list_metric_info(self, run_id: str) -> list[MetricInfoRecord]:
+        """The run's metric series as stored, in the order first logged. NotFound for a missing run."""
+
+    @abstractmethod
+    async def status_history(self, run_id: str) -> list[StatusEntry]:
+        """Every status the run entered, with its time, oldest first. NotFound for a missing run."""

@@ -40,12 +40,15 @@ from runwire.server.records import (
     CommittedPoints,
     EndedLease,
     ExperimentRecord,
+    ExperimentSummary,
     IngestOutcome,
     IngestUnit,
     JobRecord,
     LeaseGrant,
     LogInput,
     LogRead,
+    MetricInfoRecord,
+    MetricSummary,
     NewRun,
     NodeRecord,
     PointsInput,
@@ -53,9 +56,12 @@ from runwire.server.records import (
     RunErrorRecord,
     RunQuery,
     RunRecord,
+    RunTablePage,
+    RunTableQuery,
     RunUpdate,
     SeriesSnapshot,
     SnapshotRecord,
+    StatusEntry,
     StatusInput,
     TargetRecord,
 )
@@ -68,9 +74,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
-"""3: jobs, nodes and log lines (issue 4); 2: the per-producer dedup floor. Older databases are
-upgraded in place when opened (every table and index is created IF NOT EXISTS)."""
+SCHEMA_VERSION = 4
+"""4: the status history of runs (issue 6); 3: jobs, nodes and log lines (issue 4); 2: the
+per-producer dedup floor. Older databases are upgraded in place when opened (every table and index
+is created IF NOT EXISTS; a v3 database's runs get their current status as their history)."""
 PAGE_SIZE = 16384
 """SQLite page size for new databases: fewer overflow pages per chunk blob."""
 READ_PREFETCH_BYTES = 8 * 1024 * 1024
@@ -203,6 +210,14 @@ CREATE TABLE IF NOT EXISTS logs (
     blob BLOB NOT NULL,
     PRIMARY KEY (file_id, first_line)
 );
+CREATE TABLE IF NOT EXISTS status_history (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    status TEXT NOT NULL,
+    time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS status_history_by_run ON status_history (run_id, id);
+CREATE INDEX IF NOT EXISTS runs_by_experiment_status ON runs (experiment_id, status);
 """
 
 _RUN_COLUMNS = (
@@ -298,6 +313,12 @@ class SqliteStore(Store):
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self._path} has schema version {version}, newer than this collector's")
         conn.executescript(_SCHEMA)
+        if 0 < version < 4:  # runs of an older database: their current status is all the history known
+            conn.execute(
+                "INSERT INTO status_history (run_id, status, time) "
+                "SELECT id, status, COALESCE(end_time, start_time, created_time) FROM runs "
+                "WHERE id NOT IN (SELECT run_id FROM status_history)"
+            )
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._wconn = conn
 
@@ -459,6 +480,7 @@ class SqliteStore(Store):
                 end,
             ),
         )
+        _record_status(conn, new.run_id, new.status, now)
         conn.executemany(
             "INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?)", [(new.run_id, k, v) for k, v in new.tags.items()]
         )
@@ -592,6 +614,7 @@ class SqliteStore(Store):
             now = time.time()
             sets.append("status = ?")
             params.append(u.status)
+            _record_status(conn, u.run_id, u.status, now)
             if u.status == "Running" and start is None:
                 sets.append("start_time = ?")
                 params.append(now)
@@ -855,6 +878,7 @@ class SqliteStore(Store):
         if new != status:
             sets.append("status = ?")
             params.append(new)
+            _record_status(conn, sc.run_id, new, now)
             if new in TERMINAL_STATUSES:
                 sets.append("end_time = ?")
                 params.append(now)
@@ -1313,6 +1337,8 @@ class SqliteStore(Store):
                 conn.execute("UPDATE jobs SET state = ? WHERE run_id = ?", (JOB_DONE, run_id))
                 continue
             conn.execute("UPDATE runs SET status = 'Preparing' WHERE id = ?", (run_id,))
+            if status != "Preparing":
+                _record_status(conn, run_id, "Preparing", now)
             job = self._job_tx(conn, run_id)
             assert job is not None
             return LeaseGrant(lease_id, node_id, job, self._get_run_tx(conn, run_id))
@@ -1334,9 +1360,12 @@ class SqliteStore(Store):
         elif job.cancel_requested:
             conn.execute("UPDATE jobs SET state = ? WHERE run_id = ?", (JOB_DONE, job.run_id))
             conn.execute("UPDATE runs SET status = 'Canceled', end_time = ? WHERE id = ?", (now, job.run_id))
+            _record_status(conn, job.run_id, "Canceled", now)
         elif status in NOT_STARTED_STATUSES:
             conn.execute("UPDATE jobs SET state = ? WHERE run_id = ?", (JOB_QUEUED, job.run_id))
             conn.execute("UPDATE runs SET status = 'Queued' WHERE id = ?", (job.run_id,))
+            if status != "Queued":
+                _record_status(conn, job.run_id, "Queued", now)
             requeued = True
         else:
             node = conn.execute("SELECT hostname FROM nodes WHERE node_id = ?", (job.node_id,)).fetchone()
@@ -1347,6 +1376,7 @@ class SqliteStore(Store):
                 "UPDATE runs SET status = 'Failed', end_time = ?, error = ? WHERE id = ?",
                 (now, _error_json(error), job.run_id),
             )
+            _record_status(conn, job.run_id, "Failed", now)
         after = self._job_tx(conn, job.run_id)
         assert after is not None
         return ReleasedLease(after, self._get_run_tx(conn, job.run_id), requeued)
@@ -1366,12 +1396,15 @@ class SqliteStore(Store):
         if job is not None and job.state == JOB_LEASED:
             conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE run_id = ?", (run_id,))
             conn.execute("UPDATE runs SET status = 'CancelRequested' WHERE id = ?", (run_id,))
+            if status != "CancelRequested":
+                _record_status(conn, run_id, "CancelRequested", now)
             job = self._job_tx(conn, run_id)
             return self._get_run_tx(conn, run_id), job, status != "CancelRequested"
         if job is not None:
             conn.execute("UPDATE jobs SET state = ?, cancel_requested = 1 WHERE run_id = ?", (JOB_DONE, run_id))
             job = self._job_tx(conn, run_id)
         conn.execute("UPDATE runs SET status = 'Canceled', end_time = ? WHERE id = ?", (now, run_id))
+        _record_status(conn, run_id, "Canceled", now)
         return self._get_run_tx(conn, run_id), job, True
 
     async def jobs_of_node(self, node_id: str) -> list[JobRecord]:
@@ -1539,6 +1572,148 @@ class SqliteStore(Store):
                 lines.extend(chunk[lo:hi])
         return LogRead(run_id, path, from_line, lines, total)
 
+    # --- studio reads (issue 6) ---------------------------------------------------------------------
+
+    async def experiment_summaries(self, name: str = "") -> list[ExperimentSummary]:
+        return await self._read(self._experiment_summaries_tx, name)
+
+    @staticmethod
+    def _experiment_summaries_tx(conn: sqlite3.Connection, name: str) -> list[ExperimentSummary]:
+        where, params = ("WHERE e.name = ?", [name]) if name else ("", [])
+        out: dict[str, ExperimentSummary] = {}
+        rows = conn.execute(
+            "SELECT e.id, e.name, e.created_time, count(r.id), "
+            "max(max(r.created_time, COALESCE(r.start_time, 0), COALESCE(r.end_time, 0))) "
+            f"FROM experiments e LEFT JOIN runs r ON r.experiment_id = e.id {where} "
+            "GROUP BY e.id ORDER BY e.created_time, e.rowid",
+            params,
+        )
+        for eid, ename, created, runs, last in rows:
+            out[eid] = ExperimentSummary(ExperimentRecord(eid, ename, created), runs, last)
+        if out:
+            counts = conn.execute(
+                "SELECT experiment_id, status, count(*) FROM runs "
+                "WHERE experiment_id IN (SELECT value FROM json_each(?)) GROUP BY experiment_id, status",
+                (json.dumps(list(out)),),
+            )
+            for eid, status, n in counts:
+                out[eid].status_counts[status] = n
+        return list(out.values())
+
+    async def query_run_table(self, query: RunTableQuery) -> RunTablePage:
+        return await self._read(self._query_run_table_tx, query)
+
+    def _query_run_table_tx(self, conn: sqlite3.Connection, q: RunTableQuery) -> RunTablePage:
+        row = conn.execute("SELECT id FROM experiments WHERE name = ?", (q.experiment_name,)).fetchone()
+        if row is None:
+            raise NotFound(f"experiment {q.experiment_name!r} not found")
+        (experiment_id,) = row
+        where = ["r.experiment_id = ?"]
+        params: list = [experiment_id]
+        if not q.include_children:
+            where.append("r.parent_id IS NULL")
+        if q.statuses:
+            where.append(f"r.status IN ({', '.join('?' * len(q.statuses))})")
+            params.extend(q.statuses)
+        for key, value in q.tags.items():
+            cond = "EXISTS (SELECT 1 FROM tags t WHERE t.run_id = r.id AND t.key = ?"
+            params.append(key)
+            if value is not None:
+                cond += " AND t.value = ?"
+                params.append(value)
+            where.append(cond + ")")
+        if q.text:
+            needle = q.text.lower()
+            where.append(
+                "(instr(lower(r.id), ?) > 0 OR instr(lower(r.display_name), ?) > 0 OR EXISTS "
+                "(SELECT 1 FROM tags t WHERE t.run_id = r.id AND instr(lower(t.value), ?) > 0))"
+            )
+            params.extend([needle, needle, needle])
+        where_sql = " AND ".join(where)
+        (total,) = conn.execute(f"SELECT count(*) FROM runs r WHERE {where_sql}", params).fetchone()
+        join, join_params = "", []
+        direction = "DESC" if q.descending else "ASC"
+        if q.sort == "metric":
+            stat = {"last": "last", "min": "min", "max": "max"}[q.sort_stat]
+            join = "LEFT JOIN series s ON s.run_id = r.id AND s.name = ?"
+            join_params = [q.sort_metric]
+            key = f"s.{stat}"
+        else:
+            key = {
+                "created": "r.created_time",
+                "started": "r.start_time",
+                "duration": "(COALESCE(r.end_time, ?) - r.start_time)",
+                "status": "r.status",
+                "number": "r.number",
+                "name": "COALESCE(NULLIF(r.display_name, ''), r.id)",
+            }[q.sort]
+            if q.sort == "duration":
+                join_params = [time.time()]  # a running run's duration so far
+        order = f"({key}) IS NULL, {key} {direction}, r.created_time {direction}, r.number {direction}"
+        if q.sort == "duration":  # the placeholder appears twice in the ORDER BY
+            join_params = join_params * 2
+        sql = (
+            f"SELECT r.id FROM runs r {join} WHERE {where_sql} ORDER BY {order} LIMIT ? OFFSET ?"
+            if q.sort == "metric"
+            else f"SELECT r.id FROM runs r WHERE {where_sql} ORDER BY {order} LIMIT ? OFFSET ?"
+        )
+        sql_params = (
+            [*join_params, *params, q.limit, q.offset]
+            if q.sort == "metric"
+            else [*params, *join_params, q.limit, q.offset]
+        )
+        ids = [i for (i,) in conn.execute(sql, sql_params)]
+        loaded = {
+            r.run_id: r
+            for r in self._load_runs(conn, "WHERE r.id IN (SELECT value FROM json_each(?))", [json.dumps(ids)])
+        }
+        runs = [loaded[i] for i in ids if i in loaded]
+        metrics: dict[str, dict[str, MetricSummary]] = {}
+        if ids and q.metrics:
+            rows = conn.execute(
+                "SELECT run_id, name, last, min, max, row_count FROM series "
+                "WHERE run_id IN (SELECT value FROM json_each(?)) AND name IN (SELECT value FROM json_each(?))",
+                (json.dumps(ids), json.dumps(q.metrics)),
+            )
+            for run_id, name, last, lo, hi, count in rows:
+                metrics.setdefault(run_id, {})[name] = MetricSummary(last, lo, hi, count)
+        names = [
+            n
+            for (n,) in conn.execute(
+                "SELECT DISTINCT s.name FROM runs r JOIN series s ON s.run_id = r.id "
+                "WHERE r.experiment_id = ? AND s.last IS NOT NULL ORDER BY s.name",
+                (experiment_id,),
+            )
+        ]
+        return RunTablePage(total, runs, metrics, names)
+
+    async def list_metric_info(self, run_id: str) -> list[MetricInfoRecord]:
+        return await self._read(self._list_metric_info_tx, run_id)
+
+    @staticmethod
+    def _list_metric_info_tx(conn: sqlite3.Connection, run_id: str) -> list[MetricInfoRecord]:
+        if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+            raise NotFound(f"run {run_id} not found")
+        rows = conn.execute(
+            "SELECT name, kind, description, row_count, columns, last, min, max FROM series "
+            "WHERE run_id = ? ORDER BY id",
+            (run_id,),
+        )
+        return [
+            MetricInfoRecord(name, kind, desc, count, list(series.columns_from_json(cols).items()), last, lo, hi)
+            for name, kind, desc, count, cols, last, lo, hi in rows
+        ]
+
+    async def status_history(self, run_id: str) -> list[StatusEntry]:
+        return await self._read(self._status_history_tx, run_id)
+
+    @staticmethod
+    def _status_history_tx(conn: sqlite3.Connection, run_id: str) -> list[StatusEntry]:
+        if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+            raise NotFound(f"run {run_id} not found")
+        rows = conn.execute("SELECT status, time FROM status_history WHERE run_id = ? ORDER BY id", (run_id,))
+        return [StatusEntry(status, when) for status, when in rows]
+
 
 _JOB_COLUMNS = (
     "run_id, target, definition, state, lease_id, node_id, attempts, queued_time, leased_time, cancel_requested"
@@ -1576,6 +1751,11 @@ LOG_CHUNK_MAX_CHARS = 256 * 1024
 
 def _log_blob(lines: list[str]) -> bytes:
     return codec.compress(json.dumps(lines, ensure_ascii=False).encode())
+
+
+def _record_status(conn: sqlite3.Connection, run_id: str, status: str, when: float) -> None:
+    """Append a status the run entered to its history (in the transaction that changed it)."""
+    conn.execute("INSERT INTO status_history (run_id, status, time) VALUES (?, ?, ?)", (run_id, status, when))
 
 
 def _error_json(error: RunErrorRecord) -> str:

@@ -1,0 +1,65 @@
+"""Downsampling a metric series for a chart of a given pixel width, keeping every spike.
+
+The x range is cut into `width` equal buckets; each non-empty bucket keeps the rows holding its
+smallest and its largest y (at most two points, in row order), so an outlier of a single row is
+always drawn however many rows share its pixel column. Vectorized with numpy: about O(n) for n rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Downsampled:
+    x: np.ndarray
+    y: np.ndarray
+    downsampled: bool
+
+
+def zoom(x: np.ndarray, y: np.ndarray, x_min: float | None, x_max: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows with x_min <= x <= x_max (x sorted ascending)."""
+    lo = 0 if x_min is None else int(np.searchsorted(x, x_min, side="left"))
+    hi = len(x) if x_max is None else int(np.searchsorted(x, x_max, side="right"))
+    return x[lo:hi], y[lo:hi]
+
+
+def min_max(x: np.ndarray, y: np.ndarray, width: int) -> Downsampled:
+    """At most 2 * `width` points of (x, y) (x sorted ascending, float y with NaN for missing):
+    per x bucket the rows of the minimum and the maximum y. Buckets whose y are all NaN keep their
+    first row (so a gap stays visible). Rows are returned unchanged when they are few enough."""
+    n = len(x)
+    if n <= 2 * width:
+        return Downsampled(x, y, False)
+    x0, x1 = float(x[0]), float(x[-1])
+    span = x1 - x0
+    if span > 0:
+        edges = x0 + span * (np.arange(1, width, dtype=np.float64) / width)
+        starts = np.concatenate(([0], np.searchsorted(x, edges, side="left")))
+    else:
+        starts = np.array([0])
+    starts = np.unique(starts)  # empty buckets share a start: drop them
+    starts = starts[starts < n]
+    counts = np.diff(np.append(starts, n))
+    valid = ~np.isnan(y)
+    lows = np.where(valid, y, np.inf)
+    highs = np.where(valid, y, -np.inf)
+    seg_min = np.minimum.reduceat(lows, starts)
+    seg_max = np.maximum.reduceat(highs, starts)
+    bucket = np.repeat(np.arange(len(starts)), counts)
+    keep = [_first_where(lows == seg_min[bucket], bucket), _first_where(highs == seg_max[bucket], bucket)]
+    empty = np.add.reduceat(valid.astype(np.int64), starts) == 0
+    keep.append(starts[empty])
+    idx = np.unique(np.concatenate(keep))
+    return Downsampled(x[idx], y[idx], True)
+
+
+def _first_where(mask: np.ndarray, bucket: np.ndarray) -> np.ndarray:
+    """For each bucket with a True in `mask`, the row index of its first True."""
+    rows = np.flatnonzero(mask)
+    if not rows.size:
+        return rows
+    first = np.flatnonzero(np.diff(bucket[rows], prepend=-1) != 0)
+    return rows[first]
