@@ -1,0 +1,105 @@
+"""Browser tests of the studio's pages: Debian's chromium driven by Playwright against a real collector and agent.
+
+Each test gets a `studio` page that records console errors, uncaught page errors and dialogs; the test fails if
+any occurred. Screenshots go to test-artifacts/screenshots/ (gitignored)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.procs import Cluster, short_tmpdir
+
+pytest.importorskip("playwright")
+from playwright.sync_api import Browser, Page, sync_playwright
+
+CHROMIUM = os.environ.get("RUNWIRE_TEST_CHROMIUM", "/usr/bin/chromium")
+"""Debian's chromium (Playwright never downloads a browser here)."""
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+"""Where every page's screenshot is saved (look at them)."""
+
+WAIT_MS = 30_000
+"""How long a browser wait may take before the test fails."""
+
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no chromium at {CHROMIUM}")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(request) -> Iterator[Cluster]:
+    """One collector and one agent per test module; the agent is a node of compute target `local` (2 slots)."""
+    root = short_tmpdir()
+    c = Cluster(root, agent_args=["--compute-target", "local", "--slots", "2"], log_level="info").start()
+    yield c
+    c.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+class Studio:
+    """A browser page on the collector's studio that records what must never happen."""
+
+    def __init__(self, page: Page, base: str) -> None:
+        self.page = page
+        self.base = base
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.requests: list[str] = []
+        page.on("console", lambda msg: msg.type == "error" and self.errors.append(f"console: {msg.text}"))
+        page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
+        page.on("dialog", self._dialog)
+        page.on("request", lambda req: self.requests.append(req.url))
+        page.set_default_timeout(WAIT_MS)
+
+    def _dialog(self, dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def goto(self, path: str) -> Page:
+        """Open `path` and wait until the page says its first render is done."""
+        self.page.goto(self.base + path)
+        self.page.wait_for_function("document.body.dataset.ready === '1'", timeout=WAIT_MS)
+        return self.page
+
+    def screenshot(self, name: str) -> Path:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+    def events_handled(self) -> int:
+        return self.page.evaluate("window.__runwire.events")
+
+
+@pytest.fixture
+def studio(browser: Browser, cluster: Cluster) -> Iterator[Studio]:
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    s = Studio(page, f"http://{cluster.server.info['http']}")
+    yield s
+    page.close()
+    context.close()
+    assert not s.dialogs, f"a dialog fired (injected script ran): {s.dialogs}"
+    assert not s.errors, "errors in the browser:\n" + "\n".join(s.errors)
