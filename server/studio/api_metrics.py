@@ -12,7 +12,7 @@ from runwire.server.records import MetricInfoRecord
 from runwire.server.studio import convert, limits, params, series_read
 from runwire.server.studio.context import StudioContext
 from runwire.server.studio.downsample import min_max, zoom
-from runwire.server.studio.errors import ApiError, bad_param
+from runwire.server.studio.errors import ApiError
 
 _NUMERIC = (codec.FLOAT, codec.INT)
 
@@ -72,8 +72,6 @@ class MetricsApi:
         )
         x_min = params.query_float(request, "x_min")
         x_max = params.query_float(request, "x_max")
-        if x_min is not None and x_max is not None and x_min > x_max:
-            raise bad_param("x_max", "must not be below x_min", x_max)
         s = await series_read.snapshot(self._store, run_id, name)
         chart = chart_of(s.kind, s.columns, s.count)
         vtype = s.columns[0][1] if s.columns else codec.NONE

@@ -20,9 +20,10 @@ class Downsampled:
 
 
 def zoom(x: np.ndarray, y: np.ndarray, x_min: float | None, x_max: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """Rows with x_min <= x <= x_max (x sorted ascending)."""
+    """Rows with x_min <= x <= x_max (x sorted ascending); none when x_min > x_max."""
     lo = 0 if x_min is None else int(np.searchsorted(x, x_min, side="left"))
     hi = len(x) if x_max is None else int(np.searchsorted(x, x_max, side="right"))
+    hi = max(lo, hi)
     return x[lo:hi], y[lo:hi]
 
 

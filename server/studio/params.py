@@ -14,13 +14,11 @@ _FALSE = ("0", "false", "no")
 
 
 def text(value: str, name: str) -> str:
-    """A path or query string checked to be storable text (UTF-8, no NUL)."""
+    """A path or query string checked to be storable text (valid UTF-8)."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise bad_param(name, "must be valid UTF-8 text", value.encode("utf-8", "replace").decode()) from None
-    if "\x00" in value:
-        raise bad_param(name, "must not contain NUL characters")
     return value
 
 

@@ -101,7 +101,7 @@ def studio_cluster(tmp: Path):
         child.log("acc", 0.5)
         child.complete()
         run.complete()
-        details = script.wait_for_completion()
+        details = script.wait_for_completion(wait_post_processing=True)
         assert details["status"] == "Completed", details
         yield StudioData(f"http://{cluster.server.info['http']}", script.id, run.id, child.id)
     finally:
