@@ -71,6 +71,7 @@ class Studio:
         page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
         page.on("dialog", self._dialog)
         page.on("request", lambda req: self.requests.append(req.url))
+        page.on("response", lambda resp: resp.status >= 400 and self.errors.append(f"HTTP {resp.status}: {resp.url}"))
         page.set_default_timeout(WAIT_MS)
 
     def _dialog(self, dialog) -> None:
@@ -80,7 +81,7 @@ class Studio:
     def goto(self, path: str) -> Page:
         """Open `path` and wait until the page says its first render is done."""
         self.page.goto(self.base + path)
-        self.page.wait_for_function("document.body.dataset.ready === '1'", timeout=WAIT_MS)
+        self.page.wait_for_function("() => document.body.dataset.ready === '1'", timeout=WAIT_MS)
         return self.page
 
     def screenshot(self, name: str) -> Path:

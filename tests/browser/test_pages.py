@@ -151,7 +151,7 @@ def test_dashboard_shows_runs_sorts_filters_and_compares(studio, seeded):
     chart = page.locator('[data-testid=compare-chart][data-metric="loss"]')
     expect(chart.locator(".main-svg").first).to_be_visible()
     page.wait_for_function(
-        "document.querySelector('[data-testid=compare-chart]').querySelectorAll('.scatterlayer .trace').length === 2"
+        "() => document.querySelectorAll('[data-testid=compare-chart] .scatterlayer .trace').length === 2"
     )
     studio.screenshot("dashboard")
 
@@ -188,7 +188,7 @@ def test_run_page_shows_every_metric_kind_files_and_updates_live(studio, seeded)
     # image gallery from the files endpoint, inline
     image = page.locator('[data-testid=image][data-metric="sample"] img')
     expect(image).to_be_visible()
-    page.wait_for_function("document.querySelector('[data-testid=image] img').naturalWidth > 0")
+    page.wait_for_function("() => document.querySelector('[data-testid=image] img').naturalWidth > 0")
     assert "inline=1" in image.get_attribute("src")
     # files with download links
     link = page.locator('[data-testid=file-row][data-name="outputs/model.txt"] [data-testid=file-link]')
@@ -234,7 +234,7 @@ def test_run_page_links_parent_and_children(studio, seeded):
     link = page.locator(f'[data-testid=child-run][data-run-id="{child.id}"] a')
     expect(link).to_have_text("trial-1")
     link.click()
-    page.wait_for_function("document.body.dataset.ready === '1'")
+    page.wait_for_function("() => document.body.dataset.ready === '1'")
     expect(page.locator(f'[data-testid=parent-run][data-run-id="{parent.id}"]')).to_be_visible()
     studio.screenshot("run-child")
 

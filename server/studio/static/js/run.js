@@ -150,6 +150,16 @@ export async function renderRun(main, runId) {
     const { metrics } = await getJSON(`${base}/metrics`);
     metricInfos = metrics;
     const values = metrics.filter((m) => m.chart === "value");
+    // strings and bools have no numeric last: read the last row
+    await Promise.all(
+      values
+        .filter((m) => (m.last === null || m.last === undefined) && m.count > 0)
+        .map(async (m) => {
+          const r = await getJSON(`${base}/metrics/${encodeURIComponent(m.name)}/rows${query({ offset: m.count - 1, limit: 1 })}`);
+          const rowValues = r.rows.at(-1) || [];
+          m.last = rowValues.at(-1) ?? null;
+        }),
+    );
     fill(
       valuesTable,
       values.map((m) =>
@@ -314,7 +324,7 @@ export async function renderRun(main, runId) {
         ),
       ),
     );
-    if (items.length === 0) gallery.append(h("p", { class: "muted" }, "No images."));
+    gallery.parentElement.hidden = items.length === 0;
   }
 
   // ----- files -----
