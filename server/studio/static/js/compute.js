@@ -38,7 +38,7 @@ function targetCard(t) {
     h(
       "table",
       { class: "grid compact" },
-      h("thead", {}, h("tr", {}, ["Node", "Host", "Slots", "Busy", "Connected", "Last seen", "Runs"].map((c) => h("th", {}, c)))),
+      h("thead", {}, h("tr", {}, ["Node", "Host", "Slots", "Busy", "Connected", "Last seen", "Runs"].map((c) => h("th", { class: c === "Slots" || c === "Busy" ? "num" : "" }, c)))),
       h(
         "tbody",
         {},

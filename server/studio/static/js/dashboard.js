@@ -48,19 +48,31 @@ export async function renderDashboard(main, name) {
     selected: new Set(params.getAll("select")),
     compare: params.get("compare") || "",
     metricNames: [],
+    names: new Map(), // run_id -> display name, for the chart legend
   };
 
   const title = h("h1", {}, h("span", { class: "muted" }, "Experiment "), h("span", { dataset: { testid: "experiment-name" } }, name));
   const stats = h("p", { class: "muted", dataset: { testid: "experiment-stats" } });
-  const statusSelect = h(
-    "select",
-    { multiple: true, size: "1", class: "status-filter", dataset: { testid: "filter-status" }, title: "status (ctrl-click: several)" },
-    STATUSES.map((s) => h("option", { value: s, selected: state.statuses.includes(s) }, s)),
+  const statusBox = h(
+    "details",
+    { class: "picker", dataset: { testid: "filter-status" } },
+    h("summary", {}),
+    h(
+      "div",
+      { class: "picker-list" },
+      STATUSES.map((st) =>
+        h("label", { dataset: { testid: "status-option", status: st } }, h("input", { type: "checkbox", value: st, checked: state.statuses.includes(st) }), " ", st),
+      ),
+    ),
   );
+  const statusSummary = () => {
+    statusBox.querySelector("summary").textContent = state.statuses.length ? `Status: ${state.statuses.join(", ")}` : "Status: any";
+  };
+  statusSummary();
   const tagInput = h("input", { type: "search", placeholder: "tag or tag=value", value: state.tag, dataset: { testid: "filter-tag" } });
   const textInput = h("input", { type: "search", placeholder: "search id, name, tag values", value: state.q, dataset: { testid: "filter-text" } });
   const columnsBox = h("details", { class: "picker", dataset: { testid: "column-picker" } });
-  const toolbar = h("div", { class: "toolbar" }, textInput, tagInput, statusSelect, columnsBox);
+  const toolbar = h("div", { class: "toolbar" }, textInput, tagInput, statusBox, columnsBox);
   const thead = h("thead");
   const tbody = h("tbody", { dataset: { testid: "runs-body" } });
   const pager = h("div", { class: "pager", dataset: { testid: "pager" } });
@@ -119,6 +131,7 @@ export async function renderDashboard(main, name) {
       state.offset = Math.max(0, Math.floor((page.total - 1) / PAGE_SIZE) * PAGE_SIZE);
       return loadRuns();
     }
+    for (const run of page.runs) state.names.set(run.run_id, run.display_name || run.run_id);
     renderHead();
     renderRows(page.runs);
     renderPager(page.total);
@@ -196,7 +209,7 @@ export async function renderDashboard(main, name) {
           h("td", { class: "num" }, run.number ?? ""),
           h(
             "td",
-            {},
+            { class: "run-name" },
             h("a", { href: runUrl(run.run_id), dataset: { testid: "run-link" } }, run.display_name || run.run_id),
             run.display_name ? h("div", { class: "muted small" }, run.run_id) : null,
             run.parent_run_id ? h("div", { class: "muted small" }, "child of ", h("a", { href: runUrl(run.parent_run_id) }, run.parent_run_id)) : null,
@@ -205,7 +218,7 @@ export async function renderDashboard(main, name) {
           h("td", { title: fmtTime(run.start_time) }, run.start_time ? fmtAgo(run.start_time) : "—"),
           h("td", { class: "num" }, fmtDuration(run.duration)),
           h("td", {}, run.target || "local"),
-          h("td", { dataset: { testid: "run-tags" } }, tagChips(run.tags)),
+          h("td", { class: "tags", dataset: { testid: "run-tags" } }, tagChips(run.tags)),
           state.metrics.flatMap((m) =>
             AGGS.map((agg) => h("td", { class: "num", dataset: { testid: "metric-cell", metric: m, agg } }, fmtValue(run.metrics?.[m]?.[agg]))),
           ),
@@ -315,11 +328,15 @@ export async function renderDashboard(main, name) {
     for (const { id, s } of results) {
       if (!s) continue;
       traces.set(id, data.length);
-      data.push({ x: s.x, y: s.y, type: "scatter", mode: s.count === 1 ? "markers" : "lines", name: plotlyText(id) });
+      data.push({ x: s.x, y: s.y, type: "scatter", mode: s.count === 1 ? "markers" : "lines", name: plotlyText(state.names.get(id) || id) });
     }
     compareInfo.textContent = `${data.length} of ${state.selected.size} selected run(s) have “${state.compare}”`;
     if (chartBox.querySelector(".empty")) chartBox.replaceChildren();
-    await Plotly.react(chartBox, data, baseLayout({ showlegend: true, legend: { orientation: "h" }, height: 320 }), PLOT_CONFIG);
+    const xLabel = results.find((r) => r.s)?.s.x_label || "";
+    const layout = baseLayout({ showlegend: true, legend: { orientation: "h", y: -0.25 }, height: 340, margin: { l: 56, r: 16, t: 16, b: 60 } });
+    layout.xaxis = { ...layout.xaxis, title: { text: plotlyText(xLabel) } };
+    layout.yaxis = { ...layout.yaxis, title: { text: plotlyText(state.compare) } };
+    await Plotly.react(chartBox, data, layout, PLOT_CONFIG);
     chartBox.dataset.lastUpdate = String(Date.now());
   }
 
@@ -334,14 +351,15 @@ export async function renderDashboard(main, name) {
   const applyFilters = debounce(() => {
     state.q = textInput.value.trim();
     state.tag = tagInput.value.trim();
-    state.statuses = [...statusSelect.selectedOptions].map((o) => o.value);
+    state.statuses = [...statusBox.querySelectorAll("input:checked")].map((o) => o.value);
+    statusSummary();
     state.offset = 0;
     saveUrl();
     loadRuns().catch(showError);
   }, 300);
   textInput.addEventListener("input", applyFilters);
   tagInput.addEventListener("input", applyFilters);
-  statusSelect.addEventListener("change", applyFilters);
+  statusBox.addEventListener("change", applyFilters);
 
   function showError(err) {
     stats.replaceChildren(errorBox(err.message));
@@ -387,6 +405,11 @@ export async function renderDashboard(main, name) {
 
 export function tagChips(tags) {
   return Object.entries(tags || {}).map(([k, v]) =>
-    h("span", { class: "chip", dataset: { testid: "tag", key: k } }, v === null || v === undefined || v === "" ? k : `${k}: ${v}`),
+    h(
+      "span",
+      { class: "chip", dataset: { testid: "tag", key: k } },
+      h("span", {}, k),
+      v === null || v === undefined || v === "" ? null : [": ", h("span", {}, v)],
+    ),
   );
 }

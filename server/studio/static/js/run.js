@@ -20,6 +20,7 @@ import {
   liveEvents,
   loadPlotly,
   markReady,
+  plotlyText,
   query,
   runUrl,
   statusBadge,
@@ -57,7 +58,7 @@ export async function renderRun(main, runId) {
   main.replaceChildren(
     header,
     family,
-    h("section", { class: "card" }, h("h2", {}, "Metrics"), charts, h("table", { class: "grid compact" }, h("thead", {}, h("tr", {}, h("th", {}, "Metric"), h("th", {}, "Value"), h("th", {}, "Description"))), valuesTable)),
+    h("section", { class: "card" }, h("h2", {}, "Metrics"), charts, h("h3", {}, "Tracked values"), h("table", { class: "grid compact" }, h("thead", {}, h("tr", {}, h("th", {}, "Metric"), h("th", {}, "Value"), h("th", {}, "Description"))), valuesTable)),
     h("section", { class: "card" }, h("h2", {}, "Images"), gallery),
     h(
       "div",
@@ -217,8 +218,8 @@ export async function renderRun(main, runId) {
     state.plot.dataset.requestWidth = String(width);
     state.note.textContent = `${s.count.toLocaleString()} point${s.count === 1 ? "" : "s"}${s.downsampled ? `, ${s.x.length.toLocaleString()} drawn` : ""}`;
     const layout = baseLayout({
-      xaxis: { ...baseLayout().xaxis, title: { text: "" }, ...(zoom ? { range: zoom, autorange: false } : { autorange: true }) },
-      yaxis: { ...baseLayout().yaxis, autorange: true },
+      xaxis: { ...baseLayout().xaxis, title: { text: plotlyText(s.x_label || "") }, ...(zoom ? { range: zoom, autorange: false } : { autorange: true }) },
+      yaxis: { ...baseLayout().yaxis, autorange: true, title: { text: state.info.chart === "xy" ? plotlyText(s.y_label || "") : "" } },
       uirevision: state.info.name,
     });
     const trace = { x: s.x, y: s.y, type: "scatter", mode: s.count === 1 ? "markers" : "lines", line: { width: 1.5 }, hovertemplate: "%{x}: %{y}<extra></extra>" };
