@@ -218,6 +218,7 @@ CREATE TABLE IF NOT EXISTS status_history (
 );
 CREATE INDEX IF NOT EXISTS status_history_by_run ON status_history (run_id, id);
 CREATE INDEX IF NOT EXISTS runs_by_experiment_status ON runs (experiment_id, status);
+CREATE INDEX IF NOT EXISTS series_by_name ON series (name, run_id);
 """
 
 _RUN_COLUMNS = (
@@ -1680,8 +1681,10 @@ class SqliteStore(Store):
         names = [
             n
             for (n,) in conn.execute(
-                "SELECT DISTINCT s.name FROM runs r JOIN series s ON s.run_id = r.id "
-                "WHERE r.experiment_id = ? AND s.last IS NOT NULL ORDER BY s.name",
+                # every distinct name (from the name index), kept when a run of the experiment has it
+                "SELECT n.name FROM (SELECT DISTINCT name FROM series) n WHERE EXISTS (SELECT 1 FROM series s "
+                "JOIN runs r ON r.id = s.run_id WHERE s.name = n.name AND s.last IS NOT NULL AND r.experiment_id = ?) "
+                "ORDER BY n.name",
                 (experiment_id,),
             )
         ]

@@ -58,6 +58,7 @@ def _json_numbers(a: np.ndarray) -> list:
 class MetricsApi:
     def __init__(self, ctx: StudioContext) -> None:
         self._store = ctx.store
+        self._cache = series_read.ChunkCache()
 
     async def metrics(self, request: web.Request) -> web.Response:
         run_id = params.path_param(request, "run_id")
@@ -89,7 +90,7 @@ class MetricsApi:
                 f"metric {name!r} holds {codec.TYPE_NAMES.get(vtype, 'none')} values: only "
                 "numeric metrics have a series (read it with /rows)",
             )
-        points = await series_read.read_rows(self._store, s)
+        points = await series_read.read_rows(self._store, s, cache=self._cache)
         body = await asyncio.to_thread(_series_body, s.name, s.kind, chart, s.columns, points, width, x_min, x_max)
         return web.json_response(body)
 
@@ -99,7 +100,7 @@ class MetricsApi:
         offset = params.query_int(request, "offset", 0, 0, 2**62)
         limit = params.query_int(request, "limit", 100, 1, limits.STUDIO_ROWS_PAGE_MAX)
         s = await series_read.snapshot(self._store, run_id, name)
-        points = await series_read.read_rows(self._store, s, offset, offset + limit)
+        points = await series_read.read_rows(self._store, s, offset, offset + limit, self._cache)
         names = [n for n, _ in s.columns]
         values = [_column_values(points.columns.get(n), points.count) for n in names]
         if s.kind != codec.TABLE:

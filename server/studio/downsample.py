@@ -44,23 +44,27 @@ def min_max(x: np.ndarray, y: np.ndarray, width: int) -> Downsampled:
     starts = np.unique(starts)  # empty buckets share a start: drop them
     starts = starts[starts < n]
     counts = np.diff(np.append(starts, n))
-    valid = ~np.isnan(y)
-    lows = np.where(valid, y, np.inf)
-    highs = np.where(valid, y, -np.inf)
-    seg_min = np.minimum.reduceat(lows, starts)
-    seg_max = np.maximum.reduceat(highs, starts)
-    bucket = np.repeat(np.arange(len(starts)), counts)
-    keep = [_first_where(lows == seg_min[bucket], bucket), _first_where(highs == seg_max[bucket], bucket)]
-    empty = np.add.reduceat(valid.astype(np.int64), starts) == 0
-    keep.append(starts[empty])
+    nan = np.isnan(y)
+    if nan.any():
+        lows, highs = np.where(nan, np.inf, y), np.where(nan, -np.inf, y)
+        empty = np.add.reduceat((~nan).astype(np.int64), starts) == 0
+    else:
+        lows = highs = y
+        empty = None
+    keep = [
+        _first_where(lows, np.minimum.reduceat(lows, starts), starts, counts),
+        _first_where(highs, np.maximum.reduceat(highs, starts), starts, counts),
+    ]
+    if empty is not None:
+        keep.append(starts[empty])
     idx = np.unique(np.concatenate(keep))
     return Downsampled(x[idx], y[idx], True)
 
 
-def _first_where(mask: np.ndarray, bucket: np.ndarray) -> np.ndarray:
-    """For each bucket with a True in `mask`, the row index of its first True."""
-    rows = np.flatnonzero(mask)
+def _first_where(values: np.ndarray, extremes: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """For each bucket (`starts`, `counts`), the index of its first row equal to its extreme."""
+    rows = np.flatnonzero(values == np.repeat(extremes, counts))
     if not rows.size:
         return rows
-    first = np.flatnonzero(np.diff(bucket[rows], prepend=-1) != 0)
-    return rows[first]
+    bucket = np.searchsorted(starts, rows, side="right") - 1
+    return rows[np.flatnonzero(np.diff(bucket, prepend=-1) != 0)]

@@ -22,3 +22,7 @@ STUDIO_LOG_JSON_MAX_LINES = 100_000
 
 STUDIO_MAX_FILTERS = 100
 """`status`, `tag` and `metrics` parameters one runs-table request may repeat at most (each)."""
+
+STUDIO_CHUNK_CACHE_BYTES = 256 * 1024 * 1024
+"""Decoded bytes of sealed metric chunks the studio keeps for charts (zooming and refreshing a chart
+does not decode them again); least recently used first out."""
