@@ -45,7 +45,9 @@ def build_app(
     app.router.add_get("/api/v1/status", api_status)
     if studio is not None:
         from runwire.server.studio.api import add_api_routes
+        from runwire.server.studio.events import add_event_routes
 
         add_api_routes(app, studio)
+        add_event_routes(app, studio.store, studio.live)
     add_page_routes(app)
     return app

@@ -64,7 +64,8 @@ class LiveSession:
         self._bus = bus
         self.filter = flt
         self.sub: Subscriber | None = None
-        self._runs: list[RunRecord] = []
+        self.runs: list[RunRecord] = []
+        """The runs in scope when `open()` resolved it, oldest first ([] for an unscoped one)."""
         self._seen: dict[tuple[str, str], int] = {}
         self._seen_logs: dict[tuple[str, str], int] = {}
         self._statuses: dict[str, str] = {}
@@ -73,12 +74,12 @@ class LiveSession:
         flt = self.filter
         self.sub = sub = self._bus.subscribe(flt)
         try:
-            self._runs = await self._scope()
+            self.runs = await self._scope()
         except BaseException:
             self.close()
             raise
         if flt.needs_resolution:
-            flt.resolve(r.run_id for r in self._runs)
+            flt.resolve(r.run_id for r in self.runs)
         sub.release()
 
     def close(self) -> None:
@@ -104,7 +105,7 @@ class LiveSession:
         """The stored history of the matching runs (call once, after `open()`, before `get()`)."""
         flt = self.filter
         seen, seen_logs = self._seen, self._seen_logs
-        runs = self._runs
+        runs = self.runs
         if not runs and not flt.scoped:
             runs = await self._store.list_runs(RunQuery(include_children=True))
             runs.sort(key=lambda r: (r.created_time, r.number))
