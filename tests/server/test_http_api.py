@@ -3,12 +3,17 @@ the SDK by a submitted script run and an interactive run (tests/server/studio_da
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import zipfile
 
+import numpy as np
 import pytest
 
+from runwire.server.app import Collector, CollectorConfig
+from runwire.server.records import NewRun
+from tests.server.big_series import store_scalars
 from tests.server.studio_data import DISPLAY, EXPERIMENT, HTML, PNG, get, get_json, q, studio_cluster
 
 
@@ -197,3 +202,28 @@ def test_unknown_routes_and_methods_are_json(data):
     doc = get_json(data.base, "/api/v1/openapi.json")
     assert doc["openapi"].startswith("3.1") and "/api/v1/runs/{run_id}/metrics/{name}/series" in doc["paths"]
     assert json.dumps(doc)
+
+
+@pytest.fixture
+async def collector(tmp_path):
+    c = Collector(CollectorConfig(data_dir=tmp_path / "c", grpc_listen="127.0.0.1:0", http_listen="127.0.0.1:0"))
+    await c.start()
+    try:
+        yield c
+    finally:
+        await c.stop(grace=1)
+
+
+@pytest.mark.parametrize("run_id", ["a/b", "sp ace", "q?x#y", "ünï ✓", "%41", "..", "a/../b", "<script>"])
+async def test_odd_run_ids_and_metric_names_with_slashes(collector, run_id):
+    await collector.store.create_run(NewRun("odd", run_id, "Running", display_name=run_id))
+    await store_scalars(collector.store, run_id, "train/loss", np.arange(5.0))
+    base = f"http://{collector.http_address}"
+    run = await asyncio.to_thread(get_json, base, f"/api/v1/runs/{q(run_id)}")
+    assert run["run"]["run_id"] == run_id and run["run"]["display_name"] == run_id
+    assert run["run"]["portal_url"].endswith(f"/runs/{q(run_id)}")
+    for name in (q("train/loss"), "train/loss"):
+        series = await asyncio.to_thread(get_json, base, f"/api/v1/runs/{q(run_id)}/metrics/{name}/series")
+        assert series["name"] == "train/loss" and series["y"] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    page = await asyncio.to_thread(get_json, base, f"/api/v1/experiments/odd/runs?q={q(run_id)}")
+    assert [r["run_id"] for r in page["runs"]] == [run_id]
