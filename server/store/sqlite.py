@@ -1624,7 +1624,7 @@ class SqliteStore(Store):
                 params.append(value)
             where.append(cond + ")")
         if q.text:
-            needle = q.text.lower()
+            needle = "".join(c.lower() if c.isascii() else c for c in q.text)  # as SQLite's lower() does
             where.append(
                 "(instr(lower(r.id), ?) > 0 OR instr(lower(r.display_name), ?) > 0 OR EXISTS "
                 "(SELECT 1 FROM tags t WHERE t.run_id = r.id AND instr(lower(t.value), ?) > 0))"
