@@ -415,9 +415,17 @@ class EventStreams:
         self._store = store
         self._bus = bus
         self._closing = asyncio.Event()
+        self._open: set[asyncio.Transport] = set()
+        """The connections of the open streams."""
 
     async def on_shutdown(self, app: web.Application) -> None:
+        """End every stream now: idle ones see `_closing` and end their response; a client that is
+        not reading would hold its stream in a blocked write (and the collector's shutdown with it),
+        so such a connection is aborted."""
         self._closing.set()
+        for transport in list(self._open):
+            if transport.get_write_buffer_size() > 0:
+                transport.abort()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -439,12 +447,18 @@ class EventStreams:
                 "X-Content-Type-Options": "nosniff",
             }
         )
+        transport = request.transport
+        if transport is None:  # gone already
+            session.close()
+            return resp
+        self._open.add(transport)  # type: ignore[arg-type]  (a uvloop or asyncio TCP transport)
         try:
             await resp.prepare(request)
             await self._stream(request, resp, session, q.from_start)
         except ConnectionError:
             pass  # the client went away
         finally:
+            self._open.discard(transport)
             session.close()
         return resp
 
@@ -453,11 +467,12 @@ class EventStreams:
     ) -> None:
         loop = asyncio.get_running_loop()
         if from_start:
-            async for message in session.history():
-                if _gone(request) or self._closing.is_set():
-                    return
-                for f in message_frames(message):
-                    await resp.write(f)
+            async with contextlib.aclosing(session.history()) as history:
+                async for message in history:
+                    if _gone(request) or self._closing.is_set():
+                        return
+                    for f in message_frames(message):
+                        await resp.write(f)
         await resp.write(frame("live", "{}"))
         coalescer = Coalescer()
         ping_at = loop.time() + SSE_KEEPALIVE_S
@@ -520,6 +535,6 @@ def _gone(request: web.Request) -> bool:
 def add_event_routes(app: web.Application, store: Store, bus: LiveBus) -> EventStreams:
     """Mount `GET /api/v1/events` on `app`."""
     streams = EventStreams(store, bus)
-    app.router.add_get(EVENTS_PATH, streams.handle)
+    app.router.add_get(EVENTS_PATH, streams.handle, allow_head=False)
     app.on_shutdown.append(streams.on_shutdown)
     return streams

@@ -465,3 +465,27 @@ def test_unknown_run_is_404_and_unknown_experiment_waits_for_runs(ws, http):
         run.log("v", math.pi)
         events = sse.collect(has_rows(run.id, "v", 1))
     assert metric_rows(events, run.id, "v") == [(0, 0, math.pi)]
+
+
+def test_open_streams_do_not_hold_up_the_collectors_stop(jobs, ws, http):
+    """An idle stream ends when the collector stops, and one whose client stopped reading (its
+    write blocked on a full socket) does not keep the collector from stopping."""
+    from runwire import Experiment
+
+    run = Experiment(ws, "sse-stop").start_logging(snapshot_directory=None)
+    idle = SSEClient(http, {"run": run.id, "kinds": "status"})
+    stalled = SSEClient(http, {"run": run.id}, rcvbuf=4096)
+    try:
+        idle.collect(lambda ev: kinds_of(ev) == ["live"])
+        stalled.collect(lambda ev: kinds_of(ev) == ["live"])
+        for i in range(300_000):
+            run.log("big", i * 1.000001, step=i)
+        run.flush()
+        started = time.monotonic()
+        assert jobs.server.stop() == 0
+        assert time.monotonic() - started < 15
+        with pytest.raises(EOFError):
+            idle.collect(lambda ev: False, timeout=10)
+    finally:
+        idle.close()
+        stalled.close()
