@@ -3,6 +3,7 @@ processes: SDK logging in this process, a raw HTTP client reading the event stre
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -17,8 +18,12 @@ import urllib.request
 from collections.abc import Callable
 from urllib.parse import urlencode
 
+import numpy as np
 import pytest
 
+from runwire import codec
+from runwire.server.bus import BusEvent, metric_events
+from runwire.server.records import CommittedPoints
 from runwire.server.studio.events import SSE_COALESCE_S
 from tests.procs import Cluster, short_tmpdir, wait_for
 
@@ -489,3 +494,87 @@ def test_open_streams_do_not_hold_up_the_collectors_stop(jobs, ws, http):
     finally:
         idle.close()
         stalled.close()
+
+
+# --- in the collector's process: keep-alive, and the coalescing and encoding rules ----------------
+
+
+async def test_an_idle_stream_gets_a_keepalive_comment(collector, monkeypatch):
+    import aiohttp
+
+    from runwire.server.studio import events
+
+    monkeypatch.setattr(events, "SSE_KEEPALIVE_S", 0.2)
+    url = f"http://{collector.http_address}/api/v1/events?kinds=status"
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        assert resp.status == 200
+        got = b""
+        started = time.monotonic()
+        while got.count(b": ping\n\n") < 2:
+            got += await asyncio.wait_for(resp.content.readany(), WAIT_S)
+        assert time.monotonic() - started >= 0.3
+        assert got.startswith(b"event: live\ndata: {}\n\n")
+    await asyncio.wait_for(_until(lambda: collector.live.subscriber_count == 0), WAIT_S)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)
+
+
+def _points(first_row: int, values: list, steps: list | None = None) -> BusEvent:
+    n = len(values)
+    col = codec.DecodedColumn("", codec.FLOAT, np.array(values, dtype=float))
+    pts = codec.DecodedPoints(n, np.zeros(n, np.int64), None if steps is None else np.array(steps, np.int64), {"": col})
+    return metric_events([CommittedPoints("r1", "loss", codec.SCALAR, "", first_row, pts)])[0]
+
+
+def _decode(frames: list[bytes]) -> list[dict]:
+    out = []
+    for f in frames:
+        head, data = f.decode().split("\n", 1)
+        assert head == "event: metric" and data.startswith("data: ") and data.endswith("\n\n")
+        out.append(json.loads(data[6:]))
+    return out
+
+
+def test_coalescer_sends_a_series_at_once_then_at_most_once_per_interval():
+    from runwire.server.studio.events import Coalescer
+
+    c = Coalescer(interval=0.1)
+    assert _decode(c.add(_points(0, [1.0], [10]), now=0.0)) == [
+        {"run_id": "r1", "name": "loss", "kind": "scalar", "first_row": 0, "count": 1, "x": [10], "y": [1.0]}
+    ]
+    assert c.add(_points(1, [2.0], [11]), now=0.02) == []
+    assert c.add(_points(2, [3.0]), now=0.05) == []  # no step: x falls back to row indices
+    assert c.next_due() == pytest.approx(0.1)
+    assert c.due(0.09) == []
+    (msg,) = _decode(c.due(0.1))
+    assert (msg["first_row"], msg["count"], msg["x"], msg["y"]) == (1, 2, [1, 2], [2.0, 3.0])
+    assert c.next_due() is None
+    assert c.add(_points(3, [4.0]), now=0.15) == []  # 0.05 s after the last message: held
+    assert c.next_due() == pytest.approx(0.2)
+    (msg,) = _decode(c.flush(0.16, run_id="r1"))  # e.g. before the run's status event
+    assert msg["first_row"] == 3 and len(c) == 0
+    c.add(_points(4, [5.0]), now=0.2)
+    (gap,) = _decode(c.add(_points(9, [6.0]), now=0.21))  # rows 5..8 missing: what is held goes first
+    assert gap["first_row"] == 4
+    (msg,) = _decode(c.due(1.0))
+    assert msg["first_row"] == 9
+
+
+def test_column_json_numbers_non_finite_nulls_and_types():
+    from runwire.server.studio.events import column_json
+
+    floats = codec.DecodedColumn(
+        "", codec.FLOAT, np.array([1.5, np.nan, np.inf, -np.inf, 0.0]), np.array([0, 0, 0, 0, 1], bool)
+    )
+    assert json.loads(f"[{column_json(floats, 5)}]") == [1.5, "NaN", "Infinity", "-Infinity", None]
+    ints = codec.DecodedColumn("", codec.INT, np.array([1, -(2**40)], np.int64))
+    assert json.loads(f"[{column_json(ints, 2)}]") == [1, -(2**40)]
+    bools = codec.DecodedColumn("", codec.BOOL, np.array([1, 0], np.uint8))
+    assert json.loads(f"[{column_json(bools, 2)}]") == [True, False]
+    strings = codec.DecodedColumn("", codec.STRING, ['a "quoted"\nline', "é"])
+    assert json.loads(f"[{column_json(strings, 2)}]") == ['a "quoted"\nline', "é"]
+    assert json.loads(f"[{column_json(None, 2)}]") == [None, None]
+    assert column_json(floats, 0) == ""
