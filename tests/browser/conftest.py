@@ -15,7 +15,7 @@ import pytest
 from tests.procs import Cluster, short_tmpdir
 
 pytest.importorskip("playwright")
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 CHROMIUM = os.environ.get("RUNWIRE_TEST_CHROMIUM", "/usr/bin/chromium")
 """Debian's chromium (Playwright never downloads a browser here)."""
@@ -36,6 +36,8 @@ WAIT_MS = 30_000
 """How long a browser wait may take before the test fails."""
 
 VIEWPORT = {"width": 1400, "height": 1000}
+
+expect.set_options(timeout=WAIT_MS)
 
 
 @pytest.fixture(scope="session")
@@ -78,16 +80,22 @@ class Studio:
         self.dialogs.append(dialog.message)
         dialog.dismiss()
 
-    def goto(self, path: str) -> Page:
-        """Open `path` and wait until the page says its first render is done."""
+    def goto(self, path: str, live: bool = True) -> Page:
+        """Open `path` and wait until the page says its first render is done (and, with `live`, that its event
+        stream is registered, so that what the test does next reaches the page)."""
         self.page.goto(self.base + path)
-        self.page.wait_for_function("() => document.body.dataset.ready === '1'", timeout=WAIT_MS)
+        self.wait_ready(live)
         return self.page
 
-    def screenshot(self, name: str) -> Path:
+    def wait_ready(self, live: bool = True) -> None:
+        self.page.wait_for_function("() => document.body.dataset.ready === '1'", timeout=WAIT_MS)
+        if live:
+            self.page.wait_for_function("() => document.body.dataset.live === '1'", timeout=WAIT_MS)
+
+    def screenshot(self, name: str, full_page: bool = True) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        self.page.screenshot(path=str(path), full_page=full_page)
         return path
 
     def events_handled(self) -> int:

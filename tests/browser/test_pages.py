@@ -235,8 +235,15 @@ def test_run_page_links_parent_and_children(studio, seeded):
     page = studio.goto(f"/runs/{parent.id}")
     link = page.locator(f'[data-testid=child-run][data-run-id="{child.id}"] a')
     expect(link).to_have_text("trial-1")
-    link.click()
-    page.wait_for_function("() => document.body.dataset.ready === '1'")
+    # live: a new child shows up in the list, and its status changes there
+    second = parent.child_run(name="trial-2")
+    second_row = page.locator(f'[data-testid=child-run][data-run-id="{second.id}"]')
+    expect(second_row.locator("[data-testid=child-run-status]")).to_have_text("Running")
+    second.complete()
+    expect(second_row.locator("[data-testid=child-run-status]")).to_have_text("Completed")
+    with page.expect_navigation():
+        link.click()
+    studio.wait_ready()
     expect(page.locator(f'[data-testid=parent-run][data-run-id="{parent.id}"]')).to_be_visible()
     studio.screenshot("run-child")
 
@@ -249,7 +256,7 @@ def test_failed_run_shows_its_error(studio, seeded):
 
 def test_unknown_run_and_experiment_say_so(studio, seeded):
     studio.page.on("console", lambda msg: None)
-    page = studio.goto("/runs/no-such-run")
+    page = studio.goto("/runs/no-such-run", live=False)
     expect(page.locator("[data-testid=page-error]")).to_contain_text("no-such-run")
     # the 404 of the API call is the one expected console error
     studio.errors[:] = [e for e in studio.errors if "404" not in e]

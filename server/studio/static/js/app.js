@@ -30,4 +30,11 @@ async function route() {
   markReady();
 }
 
+// a click outside an open picker (status filter, metric columns) closes it
+document.addEventListener("click", (event) => {
+  for (const picker of document.querySelectorAll("details.picker[open]")) {
+    if (!picker.contains(event.target)) picker.open = false;
+  }
+});
+
 route();

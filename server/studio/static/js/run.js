@@ -32,6 +32,8 @@ export const TABLE_VIEW_ROWS = 200;
 export const LOG_TAIL_LINES = 5000;
 /** A live chart refetches its downsampled series once it holds this many times more points than its pixel width. */
 export const LIVE_REDOWNSAMPLE_FACTOR = 4;
+/** How often an active run's duration is redrawn (ms). */
+export const DURATION_TICK_MS = 1000;
 
 const ACTIVE = new Set(["NotStarted", "Queued", "Preparing", "Starting", "Running", "Finalizing", "CancelRequested"]);
 
@@ -58,7 +60,7 @@ export async function renderRun(main, runId) {
   main.replaceChildren(
     header,
     family,
-    h("section", { class: "card" }, h("h2", {}, "Metrics"), charts, h("h3", {}, "Tracked values"), h("table", { class: "grid compact" }, h("thead", {}, h("tr", {}, h("th", {}, "Metric"), h("th", {}, "Value"), h("th", {}, "Description"))), valuesTable)),
+    h("section", { class: "card" }, h("h2", {}, "Metrics"), charts, h("h3", {}, "Tracked values"), h("table", { class: "grid compact" }, h("thead", {}, h("tr", {}, h("th", {}, "Metric"), h("th", { class: "num" }, "Value"), h("th", {}, "Description"))), valuesTable)),
     h("section", { class: "card" }, h("h2", {}, "Images"), gallery),
     h(
       "div",
@@ -176,7 +178,14 @@ export async function renderRun(main, runId) {
     if (values.length === 0) valuesTable.append(h("tr", {}, h("td", { colspan: "3", class: "muted" }, "No single values.")));
     const drawable = metrics.filter((m) => m.chart === "line" || m.chart === "xy" || m.chart === "table");
     for (const m of drawable) {
-      if (!charted.has(m.name)) await addChart(m);
+      const state = charted.get(m.name);
+      if (!state) await addChart(m);
+      else if (m.count !== state.info.count) {
+        // points arrived that no live event drew (before the stream was registered, or after a gap)
+        state.info.count = m.count;
+        if (m.chart !== "table") debouncedRedraw(state);
+        if (m.chart !== "line") rowsLater(state);
+      }
     }
     if (drawable.length === 0 && charted.size === 0) fill(charts, h("p", { class: "muted", dataset: { testid: "no-charts" } }, "No charted metrics."));
     else charts.querySelector("[data-testid=no-charts]")?.remove();
@@ -363,9 +372,11 @@ export async function renderRun(main, runId) {
       return;
     }
     const url = `${base}/logs/${encodePath(log.path)}`;
-    const first = await getJSON(`${url}${query({ format: "json", from_line: 0, max_lines: 1 })}`);
-    const from = Math.max(0, first.total - LOG_TAIL_LINES);
-    const r = await getJSON(`${url}${query({ format: "json", from_line: from, max_lines: LOG_TAIL_LINES })}`);
+    let r = await getJSON(`${url}${query({ format: "json", from_line: 0, max_lines: LOG_TAIL_LINES })}`);
+    if (r.total > r.first_line + r.lines.length) {
+      // a long log: show its tail
+      r = await getJSON(`${url}${query({ format: "json", from_line: Math.max(0, r.total - LOG_TAIL_LINES), max_lines: LOG_TAIL_LINES })}`);
+    }
     logBox.replaceChildren();
     log.lines = 0;
     log.next = r.first_line;
@@ -428,13 +439,22 @@ export async function renderRun(main, runId) {
     reloadDetail();
   }
 
+  // an active run's duration ticks
+  setInterval(() => {
+    const run = detail.run;
+    if (!ACTIVE.has(run.status) || !run.start_time) return;
+    const cell = header.querySelector("[data-testid=run-duration]");
+    if (cell) cell.textContent = fmtDuration(Date.now() / 1000 - run.start_time);
+  }, DURATION_TICK_MS);
   renderHeader();
   renderFamily();
   renderLogChoices();
   const results = await Promise.allSettled([loadMetrics(), loadFiles(), loadLog()]);
   for (const r of results) if (r.status === "rejected") main.append(errorBox(r.reason.message, "section-error"));
+  // this run's own events; its children only matter for their status (a parent of a big sweep must not receive
+  // every child's metrics)
   liveEvents(
-    { run: runId, include_children: 1, kinds: "metric,status,log,tag,file" },
+    { run: runId, include_children: 0, kinds: "metric,status,log,tag,file" },
     {
       metric: (ev) => ev.run_id === runId && onMetric(ev),
       status: onStatus,
@@ -455,9 +475,9 @@ export async function renderRun(main, runId) {
         reloadMetrics();
         reloadFiles();
         reloadLog();
-        for (const state of charted.values()) if (state.info.chart !== "table") debouncedRedraw(state);
       },
     },
   );
+  liveEvents({ run: runId, include_children: 1, kinds: "status" }, { status: (ev) => ev.run_id !== runId && reloadDetail(), resync: reloadDetail });
   markReady();
 }

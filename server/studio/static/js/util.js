@@ -168,21 +168,14 @@ export function throttle(fn, ms) {
 }
 
 /**
- * Subscribe to /api/v1/events. handlers: {metric, status, log, tag, file, resync}; `resync` runs on `lagged` and on
- * every reconnect after the first open (events may have been missed). Returns {close()}.
+ * Subscribe to /api/v1/events. handlers: {metric, status, log, tag, file, resync}. `resync` runs on `lagged` and each
+ * time the stream says `live` (the subscription is registered: on the first connection and after every reconnect),
+ * so whatever changed between the page's fetches and the registration is fetched again. Sets
+ * `document.body.dataset.live = "1"` once registered. Returns {close()}.
  */
 export function liveEvents(params, handlers) {
   const source = new EventSource(`/api/v1/events${query(params)}`);
   const indicator = document.getElementById("live");
-  let opened = false;
-  source.addEventListener("open", () => {
-    if (indicator) {
-      indicator.textContent = "live";
-      indicator.classList.add("on");
-    }
-    if (opened) handlers.resync?.();
-    opened = true;
-  });
   source.addEventListener("error", () => {
     if (indicator) {
       indicator.textContent = "reconnecting";
@@ -198,12 +191,20 @@ export function liveEvents(params, handlers) {
       } catch {
         return;
       }
-      if (kind === "lagged") handlers.resync?.(data);
+      if (kind === "live") {
+        if (indicator) {
+          indicator.textContent = "live";
+          indicator.classList.add("on");
+        }
+        document.body.dataset.live = "1";
+        handlers.resync?.(data);
+      } else if (kind === "lagged") handlers.resync?.(data);
       else handlers[kind]?.(data);
     });
   }
-  window.addEventListener("pagehide", () => source.close());
-  return { close: () => source.close() };
+  const close = () => source.close();
+  window.addEventListener("pagehide", close, { once: true });
+  return { close };
 }
 
 let plotlyPromise = null;
