@@ -26,7 +26,7 @@ from runwire.agent.runner import Runner, RunnerConfig
 from runwire.agent.sender import Backoff, Sender
 from runwire.agent.spool import FSYNC_INTERVAL_S, SPOOL_MAX_BYTES_DEFAULT, Spool
 from runwire.agent.uploads import UPLOADS_DIR, Uploads
-from runwire.agent.watch import Watch
+from runwire.agent.watch import CLAIMS_DIR, ClaimStore, Watch
 from runwire.agent.work import WorkClient
 from runwire.limits import (
     AGENT_BATCH_MAX_BYTES,
@@ -151,7 +151,7 @@ class Agent:
         )
         await self.uploads.start()
         self.reporter = Reporter(self.batcher, self.spool, self.agent_id)
-        self.watch = Watch(self.reporter)
+        self.watch = Watch(self.reporter, claims=ClaimStore(cfg.spool_dir / CLAIMS_DIR))
         self.receiver = Receiver(
             cfg.socket_path,
             self.batcher,
@@ -162,8 +162,12 @@ class Agent:
             max_frame_bytes=cfg.max_frame_bytes,
             uploads=self.uploads,
             on_claims_closed=self.watch.watch,
+            on_claims=self.watch.claimed,
         )
         try:
+            # Claims left by the previous start: report the runs of processes that died meanwhile,
+            # watch the others (before any of them can reconnect).
+            self.watch.restore()
             await self.receiver.start()
             if cfg.http_listen is not None:
                 await self._start_http(*cfg.http_listen)

@@ -4,11 +4,13 @@ Per connection: `Hello` first (protocol version checked), then `Batch` frames, e
 cheaply but for real (producer id, non-empty run id and name, every `MetricPoints` decodes) and
 handed to the batcher as the bytes that arrived. `BatchAck{seq}` goes back once every batch up to
 `seq` on this connection is in the disk spool (acks are cumulative and coalesced). `Claim` names
-runs the peer process owns: when a connection with claims closes, `on_claims_closed(pid, run_ids)`
-is called (the agent watches that pid and reports the runs Failed if it exits). `FlushRequest`
-cuts the open bundle and is answered once everything this producer sent before it is committed at
-the collector. A frame that breaks the protocol closes that connection only, with an `ErrorFrame`
-naming the reason; the other connections and what is already spooled are not affected.
+runs the peer process owns: new claims are passed to `on_claims(pid, run_ids)` as they arrive (the
+agent keeps them in its claims files, see `runwire.agent.watch`), and when a connection with claims
+closes, `on_claims_closed(pid, run_ids)` is called (the agent watches that pid and reports the runs
+Failed if it exits). `FlushRequest` cuts the open bundle and is answered once everything this
+producer sent before it is committed at the collector. A frame that breaks the protocol closes
+that connection only, with an `ErrorFrame` naming the reason; the other connections and what is
+already spooled are not affected.
 
 The socket file is created with mode 0600; peers are identified with SO_PEERCRED, and a peer of
 another (non-root) user is refused.
@@ -237,12 +239,21 @@ class Connection:
     def _claim(self, claim: frames_pb2.Claim) -> None:
         if self.producer_id is None:
             raise ProtocolError("claim before hello")
+        new = []
         for run_id in claim.run_ids:
             if not run_id:
                 raise ProtocolError("claim of an empty run id")
-            self.claims[run_id] = None
+            if run_id not in self.claims:
+                self.claims[run_id] = None
+                new.append(run_id)
         if len(self.claims) > MAX_CLAIMS_PER_CONNECTION:
             raise ProtocolError(f"more than {MAX_CLAIMS_PER_CONNECTION} runs claimed on one connection")
+        on_claims = self.receiver.on_claims
+        if new and self.pid > 0 and on_claims is not None:
+            try:
+                on_claims(self.pid, new)
+            except Exception:
+                log.exception("could not keep the claims of a client", extra={"fields": self._fields()})
         log.debug(
             "client claims runs",
             extra={"fields": self._fields(claim_pid=self.pid, claimed=len(claim.run_ids), claims=len(self.claims))},
@@ -373,6 +384,7 @@ class Receiver:
         max_frame_bytes: int = MAX_FRAME_BYTES,
         uploads: Uploads | None = None,
         on_claims_closed: Callable[[int, list[str]], None] | None = None,
+        on_claims: Callable[[int, list[str]], None] | None = None,
     ) -> None:
         self.path = Path(path)
         self.batcher = batcher
@@ -383,6 +395,7 @@ class Receiver:
         self.max_frame_bytes = max_frame_bytes
         self.uploads = uploads
         self.on_claims_closed = on_claims_closed
+        self.on_claims = on_claims
         self.stopping = False
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[Connection] = set()

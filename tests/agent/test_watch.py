@@ -5,21 +5,25 @@ in-test ingest stand-in."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from runwire.agent import receiver as receiver_module
 from runwire.agent.app import Agent, AgentConfig
-from runwire.agent.watch import ExitInfo, zombie_exit_status
+from runwire.agent.watch import ClaimStore, ExitInfo, start_time, zombie_exit_status
 from runwire.v1 import frames_pb2
 from tests.agent.agent_testlib import Client, wait_until
 from tests.agent.jobs_testlib import JobsCollector
+from tests.procs import Cluster, short_tmpdir, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -248,3 +252,174 @@ async def test_a_claim_made_just_before_exiting_still_reaches_the_agent(tmp, jc)
     finally:
         proc.wait()
         await agent.stop()
+
+
+# --- claims kept across agent restarts: real collector and agent processes, real SDK processes --------
+
+
+@pytest.fixture
+def cluster(request, monkeypatch):
+    root = short_tmpdir()
+    c = Cluster(root).start()
+    for key, value in c.env().items():
+        monkeypatch.setenv(key, value)
+    yield c
+    c.stop()
+    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
+        print(c.logs())
+    shutil.rmtree(root, ignore_errors=True)
+
+
+START_RUN = """
+    import os, sys, time
+    from runwire import Workspace, Experiment
+    run = Experiment(Workspace.from_config(), "claims").start_logging(snapshot_directory=None, outputs=False)
+    run.log("x", 1)
+    run.flush()
+    if sys.argv[1:] == ["complete"]:
+        run.complete()
+    print(run.id, os.getpid(), flush=True)
+    if sys.argv[1:] != ["complete"]:
+        time.sleep(600)
+"""
+
+
+def start_run(cluster: Cluster, cwd: Path, *args: str) -> tuple[subprocess.Popen, str, int]:
+    """A training process that starts (and claims) a run; Popen does not reap it until asked."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(START_RUN), *args],
+        env={**os.environ, **cluster.env()},
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+    )
+    line = proc.stdout.readline().split()
+    assert len(line) == 2, f"the training process printed {line!r}\n{cluster.logs()}"
+    return proc, line[0], int(line[1])
+
+
+def claim_files(cluster: Cluster) -> dict[str, list[str]]:
+    """The agent's claims files: name -> run ids."""
+    folder = cluster.root / "spool" / "claims"
+    out = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            out[path.name] = json.loads(path.read_text())["run_ids"]
+        except (OSError, ValueError):  # replaced or removed meanwhile: read again
+            return claim_files(cluster)
+    return out
+
+
+def the_run(run_id: str):
+    from runwire import Experiment, Run, Workspace
+
+    return Run(Experiment(Workspace.from_config(), "claims"), run_id)
+
+
+def final_status(run, timeout: float = 30) -> str:
+    terminal = {"Completed", "Failed", "Canceled"}
+    return wait_for(lambda: (s := run.get_status()) in terminal and s, timeout, f"run {run.id} to end", 0.05)
+
+
+def error_message(run) -> str:
+    return run.get_details()["error"]["error"]["message"]
+
+
+def wait_claimed(cluster: Cluster, pid: int, run_id: str) -> str:
+    name = f"{pid}-{start_time(pid)}.json"
+    wait_for(lambda: claim_files(cluster).get(name) == [run_id], 10, f"the claims file {name}")
+    return name
+
+
+DOWN = "exited without completing it while the agent was down or restarting"
+
+
+def test_a_process_killed_while_the_agent_is_down_has_its_run_failed_by_the_next_agent(cluster, tmp_path):
+    proc, run_id, pid = start_run(cluster, tmp_path)
+    try:
+        wait_claimed(cluster, pid, run_id)
+        run = the_run(run_id)
+        assert run.get_status() == "Running"
+        cluster.agent.kill9()
+        proc.kill()
+        proc.wait()  # reaped: nobody can tell its exit status any more
+        cluster.start_agent()
+        assert final_status(run) == "Failed"
+        assert error_message(run) == (f"the process that ran this run (pid {pid}) {DOWN}; its exit status is unknown")
+        assert run.get_metrics()["x"] == 1
+        wait_for(lambda: claim_files(cluster) == {}, 10, "the claims file to be removed")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_process_killed_after_the_agent_restarted_before_it_claimed_again(cluster, tmp_path):
+    proc, run_id, pid = start_run(cluster, tmp_path)
+    try:
+        wait_claimed(cluster, pid, run_id)
+        os.kill(pid, signal.SIGSTOP)  # it cannot reconnect (and claim again) before it dies
+        cluster.agent.kill9()
+        cluster.start_agent()  # ready: the claims files are loaded, the process is watched
+        assert claim_files(cluster) == {f"{pid}-{start_time(pid)}.json": [run_id]}
+        proc.kill()  # not reaped: its exit status stays readable
+        run = the_run(run_id)
+        assert final_status(run) == "Failed"
+        assert error_message(run) == (
+            f"the process that ran this run (pid {pid}) exited without completing it: killed by signal SIGKILL"
+        )
+        wait_for(lambda: claim_files(cluster) == {}, 10, "the claims file to be removed")
+        assert "while the agent was down" not in cluster.agent.log_tail(1 << 20)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_process_that_completed_its_run_leaves_no_claims_file_and_its_run_completed(cluster, tmp_path):
+    proc, run_id, _ = start_run(cluster, tmp_path, "complete")
+    assert proc.wait(60) == 0
+    run = the_run(run_id)
+    assert final_status(run) == "Completed"
+    # Removed once the agent's (ignored) report is in its spool ...
+    wait_for(lambda: claim_files(cluster) == {}, 10, "the claims file to be removed")
+    # ... and committed before a later flush is answered: the run stays Completed.
+    other, other_id, _ = start_run(cluster, tmp_path, "complete")
+    assert other.wait(60) == 0
+    assert final_status(the_run(other_id)) == "Completed"
+    assert run.get_status() == "Completed"
+    assert "error" not in run.get_details() or not run.get_details()["error"]
+
+
+def test_a_claims_file_of_a_reused_pid_is_taken_for_a_process_that_is_gone(cluster, tmp_path):
+    proc, run_id, pid = start_run(cluster, tmp_path)
+    try:
+        name = wait_claimed(cluster, pid, run_id)
+        os.kill(pid, signal.SIGSTOP)  # alive, but it does not reconnect to the restarted agent
+        cluster.agent.kill9()
+        folder = cluster.root / "spool" / "claims"
+        started = start_time(pid) + 1  # the pid is now another (later) process's
+        (folder / name).unlink()
+        (folder / f"{pid}-{started}.json").write_text(json.dumps({"pid": pid, "started": started, "run_ids": [run_id]}))
+        cluster.start_agent()
+        run = the_run(run_id)
+        assert final_status(run) == "Failed"
+        assert error_message(run) == f"the process that ran this run (pid {pid}) {DOWN}; its exit status is unknown"
+        assert proc.poll() is None  # the process with that pid still runs
+        wait_for(lambda: claim_files(cluster) == {}, 10, "the claims file to be removed")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_claims_files_are_bounded_and_torn_writes_are_ignored(tmp):
+    folder = tmp / "claims"
+    folder.mkdir()
+    for i, pid in enumerate((101, 102, 103)):
+        path = folder / f"{pid}-5.json"
+        path.write_text(json.dumps({"pid": pid, "started": 5, "run_ids": [f"run-{pid}"]}))
+        os.utime(path, (time.time() - 100 + i, time.time() - 100 + i))
+    (folder / "104-5.json.77.tmp").write_text('{"pid": 104, "sta')  # a write cut short
+    store = ClaimStore(folder, max_files=2)
+    loaded = store.load()
+    assert [(c.pid, c.started, list(c.run_ids)) for c in loaded] == [(102, 5, ["run-102"]), (103, 5, ["run-103"])]
+    assert sorted(p.name for p in folder.iterdir()) == ["102-5.json", "103-5.json"]  # the oldest dropped
+    assert store.dropped == 1
