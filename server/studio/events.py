@@ -452,6 +452,19 @@ class EventStreams:
             session.close()
             return resp
         self._open.add(transport)  # type: ignore[arg-type]  (a uvloop or asyncio TCP transport)
+        peer = request.remote
+        log.info(
+            "studio events stream opened",
+            extra={
+                "fields": {
+                    "peer": peer,
+                    "experiment": q.experiment,
+                    "run_id": q.run,
+                    "from_start": q.from_start,
+                    "subscribers": self._bus.subscriber_count,
+                }
+            },
+        )
         try:
             await resp.prepare(request)
             await self._stream(request, resp, session, q.from_start)
@@ -460,6 +473,8 @@ class EventStreams:
         finally:
             self._open.discard(transport)
             session.close()
+            lagged = session.sub.lagged_events if session.sub is not None else 0
+            log.info("studio events stream closed", extra={"fields": {"peer": peer, "lagged_events": lagged}})
         return resp
 
     async def _stream(
