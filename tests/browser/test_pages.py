@@ -171,7 +171,7 @@ def test_dashboard_shows_runs_sorts_filters_and_compares(studio, seeded):
     expect(row(page, late.id).locator("[data-testid=run-status]")).to_have_text("Completed")
 
 
-def test_run_page_shows_every_metric_kind_files_and_updates_live(studio, seeded):
+def test_run_page_shows_every_metric_kind_files_and_updates_live(studio, seeded, tmp_path):
     done, running = seeded["done"], seeded["running"]
     page = studio.goto(f"/runs/{done.id}")
     expect(page.locator("[data-testid=run-title]")).to_have_text("baseline")
@@ -224,6 +224,27 @@ def test_run_page_shows_every_metric_kind_files_and_updates_live(studio, seeded)
     running.log("fresh_metric", 2.0, step=1)
     running.flush()
     expect(page.locator('[data-testid=metric-chart][data-metric="fresh_metric"]')).to_be_visible()
+    # a two-column row series: its chart appears, and the next row is drawn and listed live
+    running.log_row("curve", x=0.0, y=1.0)
+    running.log_row("curve", x=1.0, y=3.0)
+    running.flush()
+    curve_rows = page.locator('[data-testid=metric-table-view][data-metric="curve"] [data-testid=metric-row]')
+    expect(curve_rows).to_have_count(2)
+    running.log_row("curve", x=2.0, y=2.0)
+    running.flush()
+    expect(curve_rows).to_have_count(3)
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=metric-chart][data-metric=curve]').data[0].x.length === 3"
+    )
+    # tags and images arrive live too
+    running.tag("phase", "live-tagged")
+    expect(page.locator("[data-testid=run-tags]")).to_contain_text("phase: live-tagged")
+    image = tmp_path / "live.png"
+    image.write_bytes(png(rgb=(200, 40, 40)))
+    running.log_image("live_image", path=str(image))
+    running.flush()
+    expect(page.locator('[data-testid=image][data-metric="live_image"] img')).to_be_visible()
+    studio.screenshot("run-live")
     expect(page.locator("[data-testid=run-status]").first).to_have_text("Running")
     running.complete()
     expect(page.locator("[data-testid=run-status]").first).to_have_text("Completed")

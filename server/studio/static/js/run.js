@@ -256,7 +256,7 @@ export async function renderRun(main, runId) {
       h(
         "table",
         { class: "grid compact" },
-        h("thead", {}, h("tr", {}, r.columns.map((c) => h("th", {}, c)))),
+        h("thead", {}, h("tr", {}, r.columns.map((c) => h("th", { class: "num" }, c)))),
         h("tbody", {}, r.rows.map((row) => h("tr", { dataset: { testid: "metric-row" } }, row.map((v) => h("td", { class: "num" }, fmtValue(v)))))),
       ),
     );
@@ -291,6 +291,7 @@ export async function renderRun(main, runId) {
         state.plot.dataset.lastUpdate = String(Date.now());
       }
       state.info.count = (state.info.count || 0) + xs.length;
+      state.note.textContent = `${state.info.count.toLocaleString()} points`;
       rowsLater(state);
     } else {
       state.info.count = ev.first_row + ev.count;
