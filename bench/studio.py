@@ -17,7 +17,8 @@ Headless Debian chromium (Playwright, `/usr/bin/chromium`, never a downloaded br
   any page script runs), in a fresh browser context each time ("cold": nothing cached, plotly's
   bundle included) and by reloading in the same context ("warm");
 - live update: `run.log(...)` of one new point in this process (wall clock) until the chart draws
-  it: the chart's `dataset.lastUpdate` (the page's `Date.now()` when it appended the live point);
+  it: once the chart's plotly trace ends with the new step, its `dataset.lastUpdate` (the page's
+  `Date.now()` when it appended the live point);
   and, on the way, until the `metric` event reached the page (an `EventSource` listener added by
   the same init script). The run page draws every metric as a chart (downsampled to its width), the
   logged metric is its first; the dashboard overlays `loss` of a Running run (`?compare=loss&select=`)
@@ -62,6 +63,8 @@ LIVE_RUNS = 20
 """Runs of the dashboard's experiment left Running (live points go to them)."""
 LIVE_GAP_S = 0.25
 """Pause between two live points (longer than the SSE coalescing interval, so each one is measured alone)."""
+SETTLE_S = 2.0
+"""Pause after a page's stream is live before the first live point (the page refetches on `live`)."""
 RUN_EXPERIMENT = "bench-run-page"
 DASH_EXPERIMENT = "bench-dashboard"
 
@@ -203,15 +206,24 @@ def live_updates(browser, url: str, chart: str, run, metric: str, first_step: in
     page.set_default_timeout(PAGE_TIMEOUT_MS)
     page.goto(url, wait_until="commit")
     page.wait_for_function("() => window.__benchReady !== undefined", polling=50)
-    page.wait_for_function("() => window.__runwire && window.__runwire.events >= 1", polling=20)  # the stream is live
+    # the stream is registered (the page then refetches what may have changed meanwhile: let that settle)
+    page.wait_for_function(
+        "() => document.body.dataset.live === '1' || (window.__runwire && window.__runwire.events >= 1)", polling=20
+    )
     page.wait_for_function(f"() => document.querySelector({chart!r})?.dataset.lastUpdate !== undefined", polling=20)
+    time.sleep(SETTLE_S)
     to_page, to_chart = [], []
     for k in range(repeats):
         time.sleep(LIVE_GAP_S)
+        step = first_step + k
         t_log = time.time() * 1000
-        run.log(metric, 0.5 + 0.01 * k, step=first_step + k)
+        run.log(metric, 0.5 + 0.01 * k, step=step)
+        # the chart's trace (plotly keeps it on the element) ends with the new point
         page.wait_for_function(
-            f"() => Number(document.querySelector({chart!r}).dataset.lastUpdate) >= {t_log}",
+            f"""() => {{
+                const trace = document.querySelector({chart!r})?.data?.[0];
+                return !!trace && trace.x.length > 0 && Number(trace.x[trace.x.length - 1]) === {step};
+            }}""",
             polling="raf",
             timeout=LIVE_TIMEOUT_MS,
         )
