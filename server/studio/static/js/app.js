@@ -3,7 +3,7 @@ import { renderCompute } from "./compute.js";
 import { renderDashboard } from "./dashboard.js";
 import { renderExperiments } from "./experiments.js";
 import { renderRun } from "./run.js";
-import { errorBox, h, markReady } from "./util.js";
+import { errorBox, h, loadPlotly, markReady } from "./util.js";
 
 const ROUTES = [
   [/^\/$/, (main) => renderExperiments(main)],
@@ -15,6 +15,8 @@ const ROUTES = [
 async function route() {
   const main = document.getElementById("main");
   const path = location.pathname;
+  // pages with charts start loading plotly while their data is fetched
+  if (path.startsWith("/experiments/") || path.startsWith("/runs/")) loadPlotly().catch(() => {});
   for (const [pattern, render] of ROUTES) {
     const m = path.match(pattern);
     if (!m) continue;

@@ -300,6 +300,18 @@ export async function renderDashboard(main, name) {
   });
 
   // ----- the comparison chart -----
+  const metricNamesOf = new Map(); // run_id -> Promise<Set<metric name>>
+  function runMetricNames(id) {
+    if (!metricNamesOf.has(id)) {
+      metricNamesOf.set(
+        id,
+        getJSON(`${apiRun(id)}/metrics`)
+          .then((r) => new Set(r.metrics.map((m) => m.name)))
+          .catch(() => new Set()),
+      );
+    }
+    return metricNamesOf.get(id);
+  }
   const traces = new Map(); // run_id -> trace index
   let drawSeq = 0;
   async function drawCompare() {
@@ -315,12 +327,16 @@ export async function renderDashboard(main, name) {
     }
     const Plotly = await loadPlotly();
     const width = Math.max(200, chartBox.clientWidth || 800);
+    const metric = state.compare;
     const results = await Promise.all(
-      runIds.map((id) =>
-        getJSON(`${apiRun(id)}/metrics/${encodeURIComponent(state.compare)}/series${query({ width })}`)
+      runIds.map(async (id) => {
+        // only runs that have the metric are asked for its series (no 404s for the others)
+        const names = await runMetricNames(id);
+        if (!names.has(metric)) return { id, s: null };
+        return getJSON(`${apiRun(id)}/metrics/${encodeURIComponent(metric)}/series${query({ width })}`)
           .then((s) => ({ id, s }))
-          .catch(() => ({ id, s: null })),
-      ),
+          .catch(() => ({ id, s: null }));
+      }),
     );
     if (seq !== drawSeq) return;
     traces.clear();
@@ -367,6 +383,7 @@ export async function renderDashboard(main, name) {
 
   // ----- live -----
   const refresh = debounce(() => loadRuns().catch(showError));
+  const redrawCompare = debounce(() => drawCompare().catch(showError), 300);
   const refreshForMetrics = throttle(refresh, METRIC_REFRESH_MS);
   let live = null;
   function resubscribe() {
@@ -378,10 +395,16 @@ export async function renderDashboard(main, name) {
         status: refresh,
         tag: refresh,
         metric: (ev) => {
+          if (state.selected.has(ev.run_id) && ev.name === state.compare && !traces.has(ev.run_id)) {
+            // a selected run just got the compared metric: draw it
+            metricNamesOf.delete(ev.run_id);
+            redrawCompare();
+          }
           appendPoint(ev);
           if (state.metrics.includes(ev.name)) refreshForMetrics();
         },
         resync: () => {
+          metricNamesOf.clear();
           refresh();
           drawCompare().catch(showError);
         },

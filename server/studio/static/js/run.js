@@ -34,6 +34,8 @@ export const LOG_TAIL_LINES = 5000;
 export const LIVE_REDOWNSAMPLE_FACTOR = 4;
 /** How often an active run's duration is redrawn (ms). */
 export const DURATION_TICK_MS = 1000;
+/** Charts drawn as soon as the run page opens; the others are drawn when scrolled near. */
+export const EAGER_CHARTS = 12;
 
 const ACTIVE = new Set(["NotStarted", "Queued", "Preparing", "Starting", "Running", "Finalizing", "CancelRequested"]);
 
@@ -177,25 +179,46 @@ export async function renderRun(main, runId) {
     );
     if (values.length === 0) valuesTable.append(h("tr", {}, h("td", { colspan: "3", class: "muted" }, "No single values.")));
     const drawable = metrics.filter((m) => m.chart === "line" || m.chart === "xy" || m.chart === "table");
+    const drawing = [];
     for (const m of drawable) {
       const state = charted.get(m.name);
-      if (!state) await addChart(m);
-      else if (m.count !== state.info.count) {
+      if (!state) {
+        const fresh = addChart(m);
+        if (eagerLeft > 0) {
+          eagerLeft -= 1;
+          drawing.push(startChart(fresh));
+        } else observer.observe(fresh.card);
+      } else if (m.count !== state.info.count) {
         // points arrived that no live event drew (before the stream was registered, or after a gap)
         state.info.count = m.count;
         if (m.chart !== "table") debouncedRedraw(state);
         if (m.chart !== "line") rowsLater(state);
       }
     }
+    await Promise.all(drawing);
     if (drawable.length === 0 && charted.size === 0) fill(charts, h("p", { class: "muted", dataset: { testid: "no-charts" } }, "No charted metrics."));
     else charts.querySelector("[data-testid=no-charts]")?.remove();
     await loadImages(metrics.filter((m) => m.chart === "image"));
   }
 
-  async function addChart(info) {
+  // the first EAGER_CHARTS charts draw at once; the others when scrolled near (a run may have hundreds)
+  let eagerLeft = EAGER_CHARTS;
+  const cardState = new WeakMap();
+  const observer = new IntersectionObserver(
+    (entries) => {
+      for (const entry of entries) {
+        if (!entry.isIntersecting) continue;
+        observer.unobserve(entry.target);
+        startChart(cardState.get(entry.target)).catch(() => {});
+      }
+    },
+    { rootMargin: "600px" },
+  );
+
+  function addChart(info) {
     const plot = h("div", { class: "chart", dataset: { testid: "metric-chart", metric: info.name, chart: info.chart } });
     const tableBox = h("div", { class: "table-view", dataset: { testid: "metric-table-view", metric: info.name } });
-    const note = h("span", { class: "muted small", dataset: { testid: "chart-note" } });
+    const note = h("span", { class: "muted small", dataset: { testid: "chart-note" } }, `${(info.count || 0).toLocaleString()} points`);
     const card = h(
       "div",
       { class: `metric-card ${info.chart === "line" ? "" : "wide"}` },
@@ -203,13 +226,21 @@ export async function renderRun(main, runId) {
       info.description ? h("p", { class: "muted small" }, info.description) : null,
       h("div", { class: info.chart === "line" ? "" : "side-by-side" }, info.chart === "table" ? null : plot, info.chart === "line" ? null : tableBox),
     );
-    const state = { info, plot, tableBox, note, zoom: null, points: 0, seq: 0 };
+    const state = { info, plot, tableBox, note, card, zoom: null, points: 0, seq: 0, started: null, drawn: false };
     charted.set(info.name, state);
+    cardState.set(card, state);
     charts.append(card);
-    const jobs = [];
-    if (info.chart !== "table") jobs.push(drawSeries(state));
-    if (info.chart !== "line") jobs.push(loadRows(state));
-    await Promise.all(jobs);
+    return state;
+  }
+
+  function startChart(state) {
+    if (!state.started) {
+      const jobs = [];
+      if (state.info.chart !== "table") jobs.push(drawSeries(state));
+      if (state.info.chart !== "line") jobs.push(loadRows(state));
+      state.started = Promise.all(jobs);
+    }
+    return state.started;
   }
 
   async function drawSeries(state, zoom = null) {
@@ -236,6 +267,7 @@ export async function renderRun(main, runId) {
     state.xLabel = s.x_label;
     state.plot.dataset.xLabel = s.x_label;
     state.plot.dataset.lastUpdate = String(Date.now());
+    state.drawn = true;
     if (!state.relayoutBound) {
       state.relayoutBound = true;
       state.plot.on("plotly_relayout", (ev) => {
@@ -269,6 +301,13 @@ export async function renderRun(main, runId) {
     const state = charted.get(ev.name);
     if (!state) {
       reloadMetrics();
+      return;
+    }
+    if (!state.drawn && state.info.chart !== "table") {
+      // not drawn yet: a draw in flight may have missed this point, so fetch again; a lazy chart fetches when shown
+      state.info.count = ev.first_row + ev.count;
+      state.note.textContent = `${state.info.count.toLocaleString()} points`;
+      if (state.started) debouncedRedraw(state);
       return;
     }
     if (state.info.chart === "line" && ev.x && ev.y) {
