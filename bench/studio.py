@@ -15,7 +15,8 @@ Headless Debian chromium (Playwright, `/usr/bin/chromium`, never a downloaded br
 - first render: navigation start (the page's `performance` time origin) until the page sets
   `document.body.dataset.ready = "1"` (stamped in the page by a MutationObserver installed before
   any page script runs), in a fresh browser context each time ("cold": nothing cached, plotly's
-  bundle included) and by reloading in the same context ("warm");
+  bundle included) and by reloading in the same context ("warm"); the run page says it is rendered
+  once its first charts are drawn (it draws the others as they are scrolled near);
 - live update: `run.log(...)` of one new point in this process (wall clock) until the chart draws
   it: once the chart's plotly trace ends with the new step, its `dataset.lastUpdate` (the page's
   `Date.now()` when it appended the live point);
