@@ -281,3 +281,24 @@ def test_unknown_run_and_experiment_say_so(studio, seeded):
     expect(page.locator("[data-testid=page-error]")).to_contain_text("no-such-run")
     # the 404 of the API call is the one expected console error
     studio.errors[:] = [e for e in studio.errors if "404" not in e]
+
+
+def test_run_page_of_an_odd_run_id(studio, seeded):
+    from urllib.parse import quote
+
+    odd = seeded["exp"].start_logging(snapshot_directory=None, outputs=False, run_id="odd/run?#ü.1 x")
+    odd.log("loss", 1.0, step=0)
+    odd.log("loss", 0.5, step=1)
+    odd.flush()
+    assert odd.get_portal_url().endswith("/runs/" + quote(odd.id, safe=""))
+    page = studio.goto("/runs/" + quote(odd.id, safe=""))
+    expect(page.locator("[data-testid=run-id]")).to_have_text(odd.id)
+    expect(page.locator('[data-testid=metric-chart][data-metric="loss"] .main-svg').first).to_be_visible()
+    odd.complete()
+    expect(page.locator("[data-testid=run-status]").first).to_have_text("Completed")
+    page = studio.goto("/experiments/studio-pages")
+    link = page.locator(f'[data-testid=run-row][data-run-id="{odd.id}"] [data-testid=run-link]')
+    with page.expect_navigation():
+        link.click()
+    studio.wait_ready()
+    expect(page.locator("[data-testid=run-id]")).to_have_text(odd.id)
