@@ -117,6 +117,12 @@ def test_experiment_pages_render_hostile_names_inert(studio, job):
         expect(page.locator("[data-testid=column-option]", has_text=name)).to_have_count(1)
     page.locator("[data-testid=column-option]").first.locator("input").check()
     expect(page.locator("[data-testid=metric-cell]").first).to_be_visible()
+    # the comparison chart: plotly's legend shows the hostile display name literally
+    page.locator("h1").click()
+    runs.locator("[data-testid=run-select]").check()
+    page.locator("[data-testid=compare-metric]").select_option(HOSTILE[0])
+    legend = page.locator("[data-testid=compare-chart] .legendtext")
+    expect(legend).to_have_text(HOSTILE[0] + HOSTILE[1])
     assert page.locator("img[src=x]").count() == 0
     studio.screenshot("dashboard-hostile")
     page = studio.goto("/")
