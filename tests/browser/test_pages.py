@@ -146,6 +146,14 @@ def test_dashboard_shows_runs_sorts_filters_and_compares(studio, seeded):
     page.locator("[data-testid=filter-status] summary").click()
     expect(row(page, failed.id)).to_be_visible()
 
+    # child runs are left out unless asked for
+    child = seeded["child"]
+    expect(row(page, child.id)).to_have_count(0)
+    page.locator("[data-testid=filter-children]").check()
+    expect(row(page, child.id)).to_be_visible()
+    page.locator("[data-testid=filter-children]").uncheck()
+    expect(row(page, child.id)).to_have_count(0)
+
     # select runs -> chart overlaying `loss` across them
     row(page, done.id).locator("[data-testid=run-select]").check()
     row(page, running.id).locator("[data-testid=run-select]").check()

@@ -47,6 +47,7 @@ export async function renderDashboard(main, name) {
     metrics: params.getAll("metric"),
     selected: new Set(params.getAll("select")),
     compare: params.get("compare") || "",
+    children: params.get("children") === "1",
     metricNames: [],
     names: new Map(), // run_id -> display name, for the chart legend
   };
@@ -72,7 +73,16 @@ export async function renderDashboard(main, name) {
   const tagInput = h("input", { type: "search", placeholder: "tag or tag=value", value: state.tag, dataset: { testid: "filter-tag" } });
   const textInput = h("input", { type: "search", placeholder: "search id, name, tag values", value: state.q, dataset: { testid: "filter-text" } });
   const columnsBox = h("details", { class: "picker", dataset: { testid: "column-picker" } });
-  const toolbar = h("div", { class: "toolbar" }, textInput, tagInput, statusBox, columnsBox);
+  const childrenBox = h("input", { type: "checkbox", checked: state.children, dataset: { testid: "filter-children" } });
+  const toolbar = h(
+    "div",
+    { class: "toolbar" },
+    textInput,
+    tagInput,
+    statusBox,
+    columnsBox,
+    h("label", { class: "check-label" }, childrenBox, " child runs"),
+  );
   const thead = h("thead");
   const tbody = h("tbody", { dataset: { testid: "runs-body" } });
   const pager = h("div", { class: "pager", dataset: { testid: "pager" } });
@@ -106,6 +116,7 @@ export async function renderDashboard(main, name) {
       metric: state.metrics,
       select: [...state.selected],
       compare: state.compare,
+      children: state.children ? 1 : "",
     });
     history.replaceState(null, "", experimentUrl(name) + q);
   };
@@ -122,6 +133,7 @@ export async function renderDashboard(main, name) {
       order: state.order,
       offset: state.offset,
       limit: PAGE_SIZE,
+      include_children: state.children ? "true" : "",
       metrics: state.metrics,
     })}`;
     const page = await getJSON(url);
@@ -376,6 +388,12 @@ export async function renderDashboard(main, name) {
   textInput.addEventListener("input", applyFilters);
   tagInput.addEventListener("input", applyFilters);
   statusBox.addEventListener("change", applyFilters);
+  childrenBox.addEventListener("change", () => {
+    state.children = childrenBox.checked;
+    state.offset = 0;
+    saveUrl();
+    loadRuns().catch(showError);
+  });
 
   function showError(err) {
     stats.replaceChildren(errorBox(err.message));
