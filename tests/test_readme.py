@@ -7,6 +7,7 @@ from pathlib import Path
 
 import runwire.limits
 import runwire.server.limits
+import runwire.server.studio.limits
 from runwire.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,7 +15,7 @@ README = (ROOT / "README.md").read_text()
 
 
 def test_every_named_limit_is_documented():
-    for module in (runwire.limits, runwire.server.limits):
+    for module in (runwire.limits, runwire.server.limits, runwire.server.studio.limits):
         for name in dir(module):
             if name.isupper():
                 assert f"`{name}`" in README, f"{module.__name__}.{name} is missing from the README's Limits table"
