@@ -321,6 +321,26 @@ def openapi_document() -> dict:
             },
             [_RUN_ID],
         ),
+        "/api/v1/events": _get(
+            "Live events (server-sent events fed by the live bus; the stream never ends by itself)",
+            {
+                "description": "`event: <kind>` + `data: <JSON>` messages (kinds: metric, status, log, tag, file,"
+                " lagged, live) and `: ping` keep-alives",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            [
+                _query("experiment", {"type": "string"}, "Only runs of this experiment"),
+                _query("run", {"type": "string"}, "Only this run (404 when unknown)"),
+                _query("include_children", _BOOL, "With run: its descendants too"),
+                _query(
+                    "kinds",
+                    {"type": "string"},
+                    "Comma-separated (or repeated) kinds: metric, status, log, tag, file (default all)",
+                ),
+                _query("metrics", {"type": "string"}, "Metric names or globs (repeatable; default all)"),
+                _query("from_start", _BOOL, "First the stored history of the matching runs, then live"),
+            ],
+        ),
         "/api/v1/compute": _get(
             "Compute targets, their nodes and active runs", _json(_obj({"targets": _array(_ref("Target"))})), errors=()
         ),
