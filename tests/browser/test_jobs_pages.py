@@ -99,6 +99,14 @@ def test_run_page_tails_the_log_and_renders_hostile_text_inert(studio, job):
     assert page.locator("main b").count() == 0
     studio.screenshot("run-hostile")
 
+    # the snapshot and file links download (attachments, never rendered as a page)
+    snapshot = page.request.get(studio.base + page.locator("[data-testid=snapshot-link]").get_attribute("href"))
+    assert snapshot.status == 200 and snapshot.body()[:2] == b"PK"
+    href = page.locator("[data-testid=file-link]", has_text=HOSTILE[1]).get_attribute("href")
+    download = page.request.get(studio.base + href)
+    assert download.status == 200 and download.body() == b"x"
+    assert download.headers["content-disposition"].startswith("attachment")
+
     # live tail: a line printed after the page loaded is appended
     log = page.locator("[data-testid=log]")
     expect(log).to_contain_text("waiting for the go file")
