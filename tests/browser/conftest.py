@@ -40,8 +40,10 @@ VIEWPORT = {"width": 1400, "height": 1000}
 expect.set_options(timeout=WAIT_MS)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One Chromium per module. Not per session: Playwright's sync API keeps its event loop marked as
+    running in the main thread while it is open, which breaks every asyncio test that runs after."""
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"no chromium at {CHROMIUM}")
     with sync_playwright() as pw:
