@@ -2,7 +2,8 @@
 
 `LiveBus` is the interface (an in-process implementation here; a NATS JetStream one will carry
 events between collector replicas): `publish()` takes events that are already committed (never
-before the commit) and returns at once; `subscribe()` gives a `Subscriber` with a bounded queue.
+before the commit) and returns at once; `subscribe()` gives a `Subscriber` with a bounded queue
+(of commits: the events one `publish()` brings are one entry; and of metric points).
 Fan-out never blocks or slows the publisher: a subscriber whose queue is full stops receiving
 and, at the point of the gap, gets one `lagged` marker saying what it missed (events, points,
 runs, and for each metric series the first missed row and the number of rows), so it can
@@ -287,7 +288,15 @@ class LagMarker:
 
 
 class Subscriber:
-    """A bounded queue of events for one subscription. `offer` (publisher side) never blocks."""
+    """A bounded queue of events for one subscription. `offer` (publisher side) never blocks.
+
+    The queue holds entries: the events one publish (one store commit) brought that match, as one
+    batch, or a `LagMarker` standing for events dropped. `max_events` bounds the entries (commits
+    waiting), so one commit touching thousands of series does not overflow a subscriber that
+    reads as fast as it can; `max_points` bounds the metric points of all queued events (memory),
+    so a commit whose matching points alone exceed it still makes the subscriber lag (one event
+    bigger than it is accepted alone, into an empty queue). The consumer side (`get`,
+    `get_nowait`, `next_metric`) hands out the queued events one at a time, in order."""
 
     def __init__(
         self,
@@ -298,8 +307,9 @@ class Subscriber:
         self.filter = flt
         self.max_events = max_events
         self.max_points = max_points
-        self._queue: deque[BusEvent | LagMarker] = deque()
-        self._held: list[BusEvent] = []
+        self._queue: deque[deque[BusEvent] | LagMarker] = deque()
+        self._held: list[list[BusEvent]] = []
+        self._held_events = 0
         self._points = 0
         self._wakeup = asyncio.Event()
         self.closed = False
@@ -307,67 +317,112 @@ class Subscriber:
         """Events dropped over the subscription's life."""
 
     def offer(self, ev: BusEvent) -> None:
+        """One published event (a publish of its own)."""
+        self.offer_many((ev,))
+
+    def offer_many(self, events: Iterable[BusEvent]) -> None:
+        """The events of one publish, in order: those that match are queued as one entry."""
         flt = self.filter
-        flt.observe(ev)
-        if flt.needs_resolution and len(self._held) < HELD_WHILE_RESOLVING_MAX_EVENTS:
-            self._held.append(ev)  # which runs match is not known yet: decide in `release()`
-            return
-        if not flt.matches(ev):
-            return
         q = self._queue
-        if q and isinstance(q[-1], LagMarker):
-            # still lagging: keep dropping until the subscriber has made room
-            if len(q) > self.max_events or (self._points and self._points + ev.count > self.max_points):
-                q[-1].add(ev)
+        max_events, max_points = self.max_events, self.max_points
+        batch: deque[BusEvent] | None = None
+        """This publish's entry while it is the last one queued."""
+        held: list[BusEvent] | None = None
+        woke = False
+        for ev in events:
+            flt.observe(ev)
+            if flt.needs_resolution and self._held_events < HELD_WHILE_RESOLVING_MAX_EVENTS:
+                # which runs match is not known yet: decide in `release()`
+                if held is None:
+                    held = []
+                    self._held.append(held)
+                held.append(ev)
+                self._held_events += 1
+                continue
+            if not flt.matches(ev):
+                continue
+            if batch is not None:
+                # the same commit: only the points bound applies (the queue holds at least `batch`)
+                if self._points + ev.count <= max_points:
+                    batch.append(ev)
+                    self._points += ev.count
+                    continue
+                batch = None
+                marker = LagMarker()
+                marker.add(ev)
+                q.append(marker)
                 self.lagged_events += 1
-                return
-        elif len(q) >= self.max_events or (q and self._points + ev.count > self.max_points):
-            marker = LagMarker()
-            marker.add(ev)
-            q.append(marker)
-            self.lagged_events += 1
+                woke = True
+                continue
+            if q and isinstance(q[-1], LagMarker):
+                # still lagging: keep dropping until the subscriber has made room
+                if len(q) > max_events or (self._points and self._points + ev.count > max_points):
+                    q[-1].add(ev)
+                    self.lagged_events += 1
+                    continue
+            elif len(q) >= max_events or (q and self._points + ev.count > max_points):
+                marker = LagMarker()
+                marker.add(ev)
+                q.append(marker)
+                self.lagged_events += 1
+                woke = True
+                continue
+            batch = deque((ev,))
+            q.append(batch)
+            self._points += ev.count
+            woke = True
+        if woke:
             self._wakeup.set()
-            return
-        q.append(ev)
-        self._points += ev.count
-        self._wakeup.set()
 
     def release(self) -> None:
-        """Once the filter's scope is resolved: queue the events held meanwhile that match."""
-        held, self._held = self._held, []
-        for ev in held:
-            self.offer(ev)
+        """Once the filter's scope is resolved: queue the events held meanwhile that match (each
+        publish's as one entry, as if published now)."""
+        held, self._held, self._held_events = self._held, [], 0
+        for evs in held:
+            self.offer_many(evs)
+
+    def _pop(self) -> BusEvent | LagMarker:
+        q = self._queue
+        head = q[0]
+        if isinstance(head, LagMarker):
+            q.popleft()
+            return head
+        ev = head.popleft()
+        if not head:
+            q.popleft()
+        self._points -= ev.count
+        return ev
 
     async def get(self) -> BusEvent | LagMarker:
         while not self._queue:
             self._wakeup.clear()
             await self._wakeup.wait()
-        item = self._queue.popleft()
-        if isinstance(item, BusEvent):
-            self._points -= item.count
-        return item
+        return self._pop()
 
     def next_metric(self) -> BusEvent | None:
         """The next queued event if it is a metric event (to send several in one message)."""
         if not self._queue:
             return None
-        item = self._queue[0]
-        if not isinstance(item, BusEvent) or item.kind != METRIC:
+        head = self._queue[0]
+        if isinstance(head, LagMarker) or head[0].kind != METRIC:
             return None
-        self._queue.popleft()
-        self._points -= item.count
+        item = self._pop()
+        assert isinstance(item, BusEvent)
         return item
 
     def get_nowait(self) -> BusEvent | LagMarker | None:
         if not self._queue:
             return None
-        item = self._queue.popleft()
-        if isinstance(item, BusEvent):
-            self._points -= item.count
-        return item
+        return self._pop()
 
     def __len__(self) -> int:
+        """Queue entries (batches of one publish each, and lag markers)."""
         return len(self._queue)
+
+    @property
+    def queued_points(self) -> int:
+        """Metric points of the queued events (bounded by `max_points`)."""
+        return self._points
 
 
 class LiveBus(ABC):
@@ -421,9 +476,10 @@ class InProcessBus(LiveBus):
         by_series: dict[tuple[str, str], list[BusEvent]] | None = None
         for sub in self._subs:
             before = sub.lagged_events
-            offer = sub.offer
             flt = sub.filter
             runs = flt.runs if flt.scoped else None
+            # each subscriber gets this publish's matching events as one queue entry (one commit,
+            # however many series it touched); each series' events stay in publish order
             if runs is not None and all_metric and flt.exact_metrics is not None:
                 # e.g. dashboards watching "loss" of a run that logs thousands of series
                 if METRIC in flt.kinds:
@@ -431,25 +487,22 @@ class InProcessBus(LiveBus):
                         by_series = {}
                         for ev in events:
                             by_series.setdefault((ev.run_id, ev.name), []).append(ev)
+                    mine: list[BusEvent] = []
                     for run_id in by_run:
                         if run_id in runs:
                             for name in flt.exact_metrics:
-                                for ev in by_series.get((run_id, name), ()):
-                                    offer(ev)
+                                mine += by_series.get((run_id, name), ())
+                    if mine:
+                        sub.offer_many(mine)
             elif runs is not None and not any_created:
                 if len(by_run) == 1:
                     ((run_id, evs),) = by_run.items()
                     if run_id in runs:
-                        for ev in evs:
-                            offer(ev)
+                        sub.offer_many(evs)
                 else:
-                    for run_id, evs in by_run.items():
-                        if run_id in runs:
-                            for ev in evs:
-                                offer(ev)
+                    sub.offer_many([ev for run_id, evs in by_run.items() if run_id in runs for ev in evs])
             else:
-                for ev in events:
-                    offer(ev)
+                sub.offer_many(events)
             if self._on_lag is not None and sub.lagged_events != before:
                 self._on_lag(sub.lagged_events - before)
 

@@ -48,11 +48,14 @@ ARTIFACT_IO_THREADS = 4
 """Threads reading, hashing and writing artifact bytes on the collector."""
 
 LIVE_QUEUE_MAX_EVENTS = 1_024
-"""Events waiting to be sent to one live subscriber at most; beyond it (or beyond
-`LIVE_QUEUE_MAX_POINTS`) the subscriber misses events and gets a `lagged` event saying what."""
+"""Commits (each one queue entry, however many series it touched) waiting to be sent to one live
+subscriber at most; beyond it (or beyond `LIVE_QUEUE_MAX_POINTS`) the subscriber misses events and
+gets a `lagged` event saying what."""
 
 LIVE_QUEUE_MAX_POINTS = 1_000_000
-"""Metric points waiting to be sent to one live subscriber at most (see `LIVE_QUEUE_MAX_EVENTS`)."""
+"""Metric points waiting to be sent to one live subscriber at most (see `LIVE_QUEUE_MAX_EVENTS`):
+a commit whose matching points alone exceed it makes even a fast subscriber lag (one series' points
+bigger than it pass alone, into an empty queue)."""
 
 LIVE_MESSAGE_MAX_POINTS = 65_536
 """Metric points one live message carries at most: queued metric events are sent together up to it."""

@@ -176,14 +176,18 @@ def test_slow_subscriber_is_told_it_lagged_and_blocks_nobody(workspace, cluster)
     carry on with everything."""
     names = [f"m{i:03d}" for i in range(200)]
     rounds = 100
+    bulk = 20_000
+    """Rows of the list `bulk` per round: 2 M points in all fill the slow queue's points bound
+    (one commit is one queue entry, so 100 commits alone would not fill it)."""
 
     def log_rounds(run) -> float:
         started = time.perf_counter()
         for i in range(rounds):
             for name in names:
                 run.log(name, float(i))
-            run.flush()  # one commit per round: 200 events each
-        return rounds * len(names) / (time.perf_counter() - started)
+            run.log_list("bulk", [float(i)] * bulk)
+            run.flush()  # one commit per round: 201 events each
+        return rounds * (len(names) + bulk) / (time.perf_counter() - started)
 
     # the same ingest without any subscriber, for comparison (printed, never asserted: timing)
     baseline = log_rounds(Experiment(workspace, "live-lag-baseline").start_logging(snapshot_directory=None))
@@ -192,7 +196,7 @@ def test_slow_subscriber_is_told_it_lagged_and_blocks_nobody(workspace, cluster)
     channel = grpc.insecure_channel(cluster.collector, options=[("grpc.http2.bdp_probe", 0)])  # a small window
     slow = live_pb2_grpc.LiveStub(channel).Subscribe(live_pb2.SubscribeRequest(run_id=run.id, kinds=[1]))
     assert next(slow).kind == live_pb2.EVENT_KIND_LIVE
-    fast = run.subscribe(kinds="metric")
+    fast = run.subscribe(kinds="metric", metrics="m*")
     fast_events: list = []
 
     def read_fast():
@@ -217,10 +221,10 @@ def test_slow_subscriber_is_told_it_lagged_and_blocks_nobody(workspace, cluster)
     # now read the slow stream: what arrived plus what `lagged` reports is everything, exactly
     from runwire.live import expand
 
-    got: dict[str, list[int]] = {name: [] for name in names}
-    missed: dict[str, list[int]] = {name: [] for name in names}
+    got: dict[str, list[int]] = {name: [] for name in [*names, "bulk"]}
+    missed: dict[str, list[int]] = {name: [] for name in [*names, "bulk"]}
     lagged = []
-    while sum(len(v) for v in got.values()) + sum(len(v) for v in missed.values()) < 200 * rounds:
+    while sum(len(v) for v in got.values()) + sum(len(v) for v in missed.values()) < (200 + bulk) * rounds:
         message = next(slow)
         for ev in expand(message):
             if isinstance(ev, MetricEvent):
@@ -239,6 +243,7 @@ def test_slow_subscriber_is_told_it_lagged_and_blocks_nobody(workspace, cluster)
     assert sum(e.events for e in lagged) > 0 and lagged[0].run_ids == [run.id]
     for name in names:
         assert sorted(got[name] + missed[name]) == list(range(rounds)), name
+    assert sorted(got["bulk"] + missed["bulk"]) == list(range(rounds * bulk))
     fast.close()
     run.complete()
 

@@ -148,3 +148,66 @@ def test_seam_drops_or_cuts_what_the_history_covered():
     whole = live_pb2.LiveEvent.FromString(_seam(points("r", "m", 15, 3), flt, seen).metric_entry()).metrics[0]
     assert (whole.first_row, whole.points.count) == (15, 3)
     assert _seam(points("r", "other", 0, 1), flt, seen) is not None  # a series the history lacked
+
+
+def test_one_commit_of_many_series_is_one_queue_entry_for_a_fast_subscriber():
+    # 5,000 series in one publish (one commit): far more than LIVE_QUEUE_MAX_EVENTS series, yet
+    # one queue entry, so a subscriber that reads as fast as it can does not lag
+    lagged: list[int] = []
+    bus = InProcessBus(on_lag=lagged.append)
+    everything = bus.subscribe(EventFilter())
+    scoped = bus.subscribe(EventFilter(run_id="r"))
+    assert everything.max_events < 5_000
+    evs = [points("r", f"m{i}", 0, 2) for i in range(5_000)]
+    bus.publish(evs)
+    assert len(everything) == 1 and len(scoped) == 1 and everything.queued_points == 10_000
+    for sub in (everything, scoped):
+        got = drain(sub)
+        assert not any(isinstance(x, LagMarker) for x in got)
+        assert [x for x in got] == evs  # every event, in publish order, the same objects
+        assert sub.lagged_events == 0 and sub.queued_points == 0
+    assert lagged == []
+    # the event limit now bounds commits waiting: the 1,025th unread commit lags
+    sub = Subscriber(EventFilter(), max_events=1_024)
+    for i in range(1_025):
+        sub.offer_many([points("r", "a", i, 1), points("r", "b", i, 1)])
+    items = drain(sub)
+    assert len(items) == 2 * 1_024 + 1 and isinstance(items[-1], LagMarker)
+    assert (items[-1].events, items[-1].points) == (2, 2)
+    assert items[-1].series == {("r", "a"): [1_024, 1], ("r", "b"): [1_024, 1]}
+
+
+def test_one_commit_over_the_points_limit_lags_with_exact_counts():
+    from runwire.server import limits as server_limits
+
+    lagged: list[int] = []
+    bus = InProcessBus(on_lag=lagged.append)
+    sub = bus.subscribe(EventFilter())
+    assert sub.max_points == server_limits.LIVE_QUEUE_MAX_POINTS == 1_000_000
+    # 5,000 series x 300 points, in one commit: 3,333 series fit (999,900 points), the rest lag
+    evs = [points("r" if i % 2 else "s", f"m{i}", 7, 300) for i in range(5_000)]
+    bus.publish(evs)
+    items = drain(sub)
+    assert items[:-1] == evs[:3_333]
+    marker = items[-1]
+    assert isinstance(marker, LagMarker)
+    assert (marker.events, marker.points) == (1_667, 1_667 * 300)
+    assert list(marker.series) == [(ev.run_id, ev.name) for ev in evs[3_333:]]
+    assert all(span == [7, 300] for span in marker.series.values())
+    assert set(marker.run_ids) == {"r", "s"} and marker.kinds == {METRIC}
+    message = marker.message().lagged
+    assert (message.events, message.points, len(message.series)) == (1_667, 500_100, 1_667)
+    assert sub.lagged_events == 1_667 and lagged == [1_667]
+    # delivery resumes with the next commit; a series that keeps lagging accumulates its rows
+    bus.publish([points("r", "m1", 307, 5)])
+    (ev,) = drain(sub)
+    assert (ev.name, ev.first_row) == ("m1", 307)
+    sub.max_points = 10
+    bus.publish([points("r", "x", 0, 6), points("r", "x", 6, 6), points("s", "y", 0, 1), points("r", "x", 12, 6)])
+    items = drain(sub)
+    assert [type(x) for x in items] == [BusEvent, LagMarker, BusEvent, LagMarker]
+    # as before batching: after the gap, a later event of the same commit that fits is queued (y)
+    assert (items[0].name, items[0].first_row, items[2].name, items[2].first_row) == ("x", 0, "y", 0)
+    assert (items[1].events, items[1].points, items[1].series) == (1, 6, {("r", "x"): [6, 6]})
+    assert (items[3].events, items[3].points, items[3].series) == (1, 6, {("r", "x"): [12, 6]})
+    assert sub.lagged_events == 1_669 and lagged == [1_667, 2] and sub.queued_points == 0

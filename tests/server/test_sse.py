@@ -398,17 +398,22 @@ def test_a_client_that_stops_reading_gets_lagged_and_ingest_goes_on(ws, http):
         for i in range(500_000):
             run.log("big", i * 1.000001, step=i)
         run.flush()
-        # ... then more separate events than a subscriber's queue holds
+        # ... then more series in one commit than a subscriber's queue holds entries (one commit is
+        # one entry) ...
         names = 1_500
         for i in range(names):
             run.log(f"m{i:04d}", float(i))
+        run.flush()
+        got = fast.collect(lambda ev: len({d["name"] for k, d, _ in ev if k == "metric"}) >= 10)
+        assert "lagged" not in kinds_of(got)
+        assert run.get_metrics("m1499") == {"m1499": 1499.0}
+        # ... and more points than the stalled subscriber's queue holds
+        for i in range(500_000, 1_700_000):
+            run.log("big", i * 1.000001, step=i)
         started = time.monotonic()
         run.flush()  # ingest is not held up by the stalled subscriber
         flush_s = time.monotonic() - started
-        got = fast.collect(lambda ev: len({d["name"] for k, d, _ in ev if k == "metric"}) >= 10)
-        assert "lagged" not in kinds_of(got)
         assert flush_s < 30
-        assert run.get_metrics("m1499") == {"m1499": 1499.0}
         events = slow.collect(lambda ev: "lagged" in kinds_of(ev), timeout=120)
         lagged = next(d for k, d, _ in events if k == "lagged")
         assert lagged["events"] > 0 and run.id in lagged["run_ids"] and "metric" in lagged["kinds"]
