@@ -1,0 +1,380 @@
+"""Experiments and runs of the SQLite store: creating, finding and listing experiments; creating,
+getting, listing and updating runs (with their warnings, tags and properties); and each run's status
+history, appended by `_record_status` in the transaction that changes a status. Also the row helpers
+the other parts share: `_RUN_COLUMNS` / `_load_runs` (a run row as a `RunRecord`) and `_error_json`
+(a run's error as stored).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from runwire.server import rules
+from runwire.server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from runwire.server.records import (
+    JOB_DONE,
+    ExperimentRecord,
+    NewRun,
+    RunErrorRecord,
+    RunQuery,
+    RunRecord,
+    RunUpdate,
+    StatusEntry,
+)
+from runwire.statuses import TERMINAL_STATUSES
+
+_RUN_COLUMNS = (
+    "r.id, r.experiment_id, e.name, r.parent_id, r.number, r.name, r.display_name, r.description, r.status, "
+    "r.type, r.target, r.created_time, r.start_time, r.end_time, r.error, r.warnings"
+)
+
+
+class SqliteRuns:
+    """`SqliteStore`'s experiments, runs, tags, properties and status history."""
+
+    # provided by `SqliteStore` (sqlite.py) and the other mixins it is assembled from
+    _read: Callable[..., Any]
+    _write: Callable[..., Any]
+
+    # --- experiments ----------------------------------------------------------------------------------
+
+    async def get_or_create_experiment(self, name: str) -> ExperimentRecord:
+        rules.check_experiment_name(name)
+        found = await self._read(self._find_experiment, name)
+        if found is not None:
+            return found
+        return await self._write(self._get_or_create_experiment_tx, name)
+
+    @staticmethod
+    def _find_experiment(conn: sqlite3.Connection, name: str) -> ExperimentRecord | None:
+        row = conn.execute("SELECT id, name, created_time FROM experiments WHERE name = ?", (name,)).fetchone()
+        return None if row is None else ExperimentRecord(*row)
+
+    def _get_or_create_experiment_tx(self, conn: sqlite3.Connection, name: str) -> ExperimentRecord:
+        found = self._find_experiment(conn, name)
+        if found is not None:
+            return found
+        record = ExperimentRecord(str(uuid.uuid4()), name, time.time())
+        conn.execute(
+            "INSERT INTO experiments (id, name, created_time) VALUES (?, ?, ?)",
+            (record.id, record.name, record.created_time),
+        )
+        return record
+
+    async def list_experiments(self, name: str = "") -> list[ExperimentRecord]:
+        return await self._read(self._list_experiments_tx, name)
+
+    @staticmethod
+    def _list_experiments_tx(conn: sqlite3.Connection, name: str) -> list[ExperimentRecord]:
+        sql = "SELECT id, name, created_time FROM experiments"
+        params: tuple = ()
+        if name:
+            sql += " WHERE name = ?"
+            params = (name,)
+        return [ExperimentRecord(*row) for row in conn.execute(sql + " ORDER BY created_time, rowid", params)]
+
+    # --- runs -------------------------------------------------------------------------------------------
+
+    async def create_run(self, new: NewRun) -> RunRecord:
+        rules.check_experiment_name(new.experiment_name)
+        rules.check_run_id(new.run_id)
+        rules.check_status(new.status)
+        rules.check_display_name(new.display_name)
+        rules.check_tags(new.tags)
+        rules.check_properties(new.properties)
+        rules.check_tag_count(new.run_id, len(new.tags))
+        rules.check_property_count(new.run_id, len(new.properties))
+        return await self._write(self._create_run_tx, new)
+
+    def _create_run_tx(self, conn: sqlite3.Connection, new: NewRun) -> RunRecord:
+        experiment = self._get_or_create_experiment_tx(conn, new.experiment_name)
+        if conn.execute("SELECT 1 FROM runs WHERE id = ?", (new.run_id,)).fetchone():
+            raise AlreadyExists(f"run {new.run_id} already exists (run ids are unique)")
+        parent = new.parent_run_id or None
+        if parent is not None:
+            row = conn.execute(
+                "SELECT e.name FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.id = ?", (parent,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"parent run {parent} not found")
+            if row[0] != experiment.name:
+                raise InvalidArgument(
+                    f"parent run {parent} belongs to experiment {row[0]!r}, not {experiment.name!r} "
+                    "(a child run is in its parent's experiment)"
+                )
+        (number,) = conn.execute(
+            "UPDATE experiments SET next_number = next_number + 1 WHERE id = ? RETURNING next_number - 1",
+            (experiment.id,),
+        ).fetchone()
+        now = time.time()
+        start = now if new.status == "Running" else None
+        end = now if new.status in TERMINAL_STATUSES else None
+        conn.execute(
+            "INSERT INTO runs (id, experiment_id, parent_id, number, name, display_name, description, status, type, "
+            "target, created_time, start_time, end_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                new.run_id,
+                experiment.id,
+                parent,
+                number,
+                new.name,
+                new.display_name,
+                new.description,
+                new.status,
+                new.type,
+                new.target,
+                now,
+                start,
+                end,
+            ),
+        )
+        _record_status(conn, new.run_id, new.status, now)
+        conn.executemany(
+            "INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?)", [(new.run_id, k, v) for k, v in new.tags.items()]
+        )
+        conn.executemany(
+            "INSERT INTO properties (run_id, key, value) VALUES (?, ?, ?)",
+            [(new.run_id, k, v) for k, v in new.properties.items()],
+        )
+        return self._get_run_tx(conn, new.run_id)
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        return await self._read(self._get_run_tx, run_id)
+
+    def _get_run_tx(self, conn: sqlite3.Connection, run_id: str) -> RunRecord:
+        runs = self._load_runs(conn, "WHERE r.id = ?", [run_id])
+        if not runs:
+            raise NotFound(f"run {run_id} not found")
+        return runs[0]
+
+    def _load_runs(self, conn: sqlite3.Connection, where: str, params: list, prefix: str = "") -> list[RunRecord]:
+        sql = (
+            f"{prefix}SELECT {_RUN_COLUMNS} FROM runs r JOIN experiments e ON e.id = r.experiment_id {where} "
+            "ORDER BY r.created_time DESC, r.number DESC"
+        )
+        runs = []
+        for row in conn.execute(sql, params):
+            error = None
+            if row[14]:
+                err = json.loads(row[14])
+                error = RunErrorRecord(err["code"], err["message"], err.get("details_json", ""))
+            runs.append(
+                RunRecord(
+                    run_id=row[0],
+                    experiment_id=row[1],
+                    experiment_name=row[2],
+                    parent_run_id=row[3],
+                    number=row[4],
+                    name=row[5],
+                    display_name=row[6],
+                    description=row[7],
+                    status=row[8],
+                    type=row[9],
+                    target=row[10],
+                    created_time=row[11],
+                    start_time=row[12],
+                    end_time=row[13],
+                    error=error,
+                    warnings=json.loads(row[15]),
+                )
+            )
+        if runs:
+            by_id = {r.run_id: r for r in runs}
+            ids = json.dumps(list(by_id))
+            for table, attr in (("tags", "tags"), ("properties", "properties")):
+                rows = conn.execute(
+                    f"SELECT run_id, key, value FROM {table} WHERE run_id IN (SELECT value FROM json_each(?)) "
+                    "ORDER BY rowid",
+                    (ids,),
+                )
+                for run_id, key, value in rows:
+                    getattr(by_id[run_id], attr)[key] = value
+            rows = conn.execute(
+                "SELECT run_id, path FROM log_files WHERE run_id IN (SELECT value FROM json_each(?)) "
+                "AND line_count > 0 ORDER BY id",
+                (ids,),
+            )
+            for run_id, path in rows:
+                by_id[run_id].log_files.append(path)
+        return runs
+
+    async def list_runs(self, query: RunQuery) -> list[RunRecord]:
+        return await self._read(self._list_runs_tx, query)
+
+    def _list_runs_tx(self, conn: sqlite3.Connection, q: RunQuery) -> list[RunRecord]:
+        where: list[str] = []
+        params: list = []
+        prefix = ""
+        if q.parent_run_id:
+            if not conn.execute("SELECT 1 FROM runs WHERE id = ?", (q.parent_run_id,)).fetchone():
+                raise NotFound(f"run {q.parent_run_id} not found")
+            if q.recursive:
+                prefix = (
+                    "WITH RECURSIVE subtree (id) AS (SELECT id FROM runs WHERE parent_id = ? "
+                    "UNION ALL SELECT c.id FROM runs c JOIN subtree s ON c.parent_id = s.id) "
+                )
+                params.append(q.parent_run_id)
+                where.append("r.id IN (SELECT id FROM subtree)")
+            else:
+                where.append("r.parent_id = ?")
+                params.append(q.parent_run_id)
+        else:
+            if q.experiment_name:
+                where.append("e.name = ?")
+                params.append(q.experiment_name)
+            if not q.include_children:
+                where.append("r.parent_id IS NULL")
+        if q.statuses:
+            where.append(f"r.status IN ({', '.join('?' * len(q.statuses))})")
+            params.extend(q.statuses)
+        if q.type is not None:
+            where.append("r.type = ?")
+            params.append(q.type)
+        for table, pairs in (("tags", q.tags), ("properties", q.properties)):
+            for key, value in pairs.items():
+                cond = f"EXISTS (SELECT 1 FROM {table} x WHERE x.run_id = r.id AND x.key = ?"
+                params.append(key)
+                if value is not None:
+                    cond += " AND x.value = ?"
+                    params.append(value)
+                where.append(cond + ")")
+        return self._load_runs(conn, ("WHERE " + " AND ".join(where)) if where else "", params, prefix)
+
+    async def update_run(self, update: RunUpdate) -> RunRecord:
+        if update.status is not None:
+            rules.check_status(update.status)
+        if update.display_name is not None:
+            rules.check_display_name(update.display_name)
+        if update.error is not None:
+            rules.check_error_details(update.error.details_json)
+        return await self._write(self._update_run_tx, update)
+
+    def _update_run_tx(self, conn: sqlite3.Connection, u: RunUpdate) -> RunRecord:
+        row = conn.execute("SELECT status, start_time, end_time FROM runs WHERE id = ?", (u.run_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"run {u.run_id} not found")
+        status, start, end = row
+        sets: list[str] = []
+        params: list = []
+        if u.status is not None and u.status != status:
+            if status in TERMINAL_STATUSES:
+                raise FailedPrecondition(f"run {u.run_id} is already {status}; a finished run cannot become {u.status}")
+            now = time.time()
+            sets.append("status = ?")
+            params.append(u.status)
+            _record_status(conn, u.run_id, u.status, now)
+            if u.status == "Running" and start is None:
+                sets.append("start_time = ?")
+                params.append(now)
+            if u.status in TERMINAL_STATUSES and end is None:
+                sets.append("end_time = ?")
+                params.append(now)
+            if u.status in TERMINAL_STATUSES:
+                # a finished run's job is never (re)leased; a node still running it is told at its next heartbeat
+                conn.execute(
+                    "UPDATE jobs SET state = ? WHERE run_id = ? AND state != ?", (JOB_DONE, u.run_id, JOB_DONE)
+                )
+        if u.display_name is not None:
+            sets.append("display_name = ?")
+            params.append(u.display_name)
+        if u.description is not None:
+            sets.append("description = ?")
+            params.append(u.description)
+        if u.error is not None:
+            sets.append("error = ?")
+            params.append(
+                json.dumps(
+                    {
+                        "code": u.error.code,
+                        "message": rules.truncate_error_message(u.error.message),
+                        "details_json": u.error.details_json,
+                    }
+                )
+            )
+        if sets:
+            conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", [*params, u.run_id])
+        if u.warnings:
+            self._append_run_warnings(conn, u.run_id, list(u.warnings))
+        return self._get_run_tx(conn, u.run_id)
+
+    @staticmethod
+    def _append_run_warnings(conn: sqlite3.Connection, run_id: str, warnings: list[str]) -> None:
+        row = conn.execute("SELECT warnings FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            return
+        stored = json.loads(row[0])
+        merged = rules.append_warnings(stored, warnings)
+        if len(merged) != len(stored):
+            conn.execute("UPDATE runs SET warnings = ? WHERE id = ?", (json.dumps(merged), run_id))
+
+    async def set_tags(self, run_id: str, tags: Mapping[str, str | None], remove: Sequence[str]) -> RunRecord:
+        rules.check_tags(tags)
+        return await self._write(self._set_tags_tx, run_id, dict(tags), list(remove))
+
+    def _set_tags_tx(
+        self, conn: sqlite3.Connection, run_id: str, tags: dict[str, str | None], remove: list[str]
+    ) -> RunRecord:
+        if not conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
+            raise NotFound(f"run {run_id} not found")
+        keys = {k for (k,) in conn.execute("SELECT key FROM tags WHERE run_id = ?", (run_id,))}
+        rules.check_tag_count(run_id, len((keys | set(tags)) - set(remove)))
+        conn.executemany(
+            "INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+            [(run_id, k, v) for k, v in tags.items()],
+        )
+        conn.executemany("DELETE FROM tags WHERE run_id = ? AND key = ?", [(run_id, k) for k in remove])
+        return self._get_run_tx(conn, run_id)
+
+    async def add_properties(self, run_id: str, properties: Mapping[str, str | None]) -> RunRecord:
+        rules.check_properties(properties)
+        return await self._write(self._add_properties_tx, run_id, dict(properties))
+
+    def _add_properties_tx(self, conn: sqlite3.Connection, run_id: str, properties: dict[str, str | None]) -> RunRecord:
+        if not conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
+            raise NotFound(f"run {run_id} not found")
+        stored = dict(conn.execute("SELECT key, value FROM properties WHERE run_id = ?", (run_id,)).fetchall())
+        new = {}
+        for key, value in properties.items():
+            if key in stored:
+                if stored[key] != value:
+                    raise AlreadyExists(
+                        f"property {key!r} of run {run_id} is already {stored[key]!r}; properties are immutable "
+                        f"and cannot become {value!r}"
+                    )
+            else:
+                new[key] = value
+        rules.check_property_count(run_id, len(stored) + len(new))
+        conn.executemany(
+            "INSERT INTO properties (run_id, key, value) VALUES (?, ?, ?)", [(run_id, k, v) for k, v in new.items()]
+        )
+        return self._get_run_tx(conn, run_id)
+
+    async def count_runs(self) -> int:
+        return await self._read(lambda conn: conn.execute("SELECT count(*) FROM runs").fetchone()[0])
+
+    async def status_history(self, run_id: str) -> list[StatusEntry]:
+        return await self._read(self._status_history_tx, run_id)
+
+    @staticmethod
+    def _status_history_tx(conn: sqlite3.Connection, run_id: str) -> list[StatusEntry]:
+        if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+            raise NotFound(f"run {run_id} not found")
+        rows = conn.execute("SELECT status, time FROM status_history WHERE run_id = ? ORDER BY id", (run_id,))
+        return [StatusEntry(status, when) for status, when in rows]
+
+
+def _record_status(conn: sqlite3.Connection, run_id: str, status: str, when: float) -> None:
+    """Append a status the run entered to its history (in the transaction that changed it)."""
+    conn.execute("INSERT INTO status_history (run_id, status, time) VALUES (?, ?, ?)", (run_id, status, when))
+
+
+def _error_json(error: RunErrorRecord) -> str:
+    return json.dumps(
+        {"code": error.code, "message": rules.truncate_error_message(error.message), "details_json": error.details_json}
+    )
