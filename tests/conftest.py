@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
-from tests.procs import Cluster, short_tmpdir
+from tests.procs import running_cluster, workspace_for
 
 
 @pytest.fixture(autouse=True)
@@ -28,23 +27,14 @@ def work(tmp_path, monkeypatch):
 @pytest.fixture
 def cluster(request):
     """A real collector and agent (separate processes) on a temp socket and an ephemeral port."""
-    root = short_tmpdir()
-    c = Cluster(root).start()
-    yield c
-    c.stop()
-    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
-        print(c.logs())
-    shutil.rmtree(root, ignore_errors=True)
+    with running_cluster(request) as c:
+        yield c
 
 
 @pytest.fixture
 def workspace(cluster, monkeypatch):
     """A Workspace in this test process, pointed at `cluster` through the environment alone."""
-    for key, value in cluster.env().items():
-        monkeypatch.setenv(key, value)
-    from runwire import Workspace
-
-    return Workspace.from_config()
+    return workspace_for(cluster, monkeypatch)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

@@ -6,14 +6,16 @@ the process writes once it has bound), waited on with a timeout.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,3 +203,28 @@ def run_script(
         timeout=timeout,
         cwd=cwd,
     )
+
+
+@contextlib.contextmanager
+def running_cluster(request=None, **kwargs) -> Iterator[Cluster]:
+    """A started `Cluster(**kwargs)` in a fresh short temp folder, stopped and removed afterwards; its
+    processes' logs are printed when the test of `request` (a pytest fixture request) failed."""
+    root = short_tmpdir()
+    c = Cluster(root, **kwargs).start()
+    try:
+        yield c
+    finally:
+        c.stop()
+        rep = getattr(request.node, "rep_call", None) if request is not None else None
+        if rep is not None and rep.failed:
+            print(c.logs())
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def workspace_for(cluster: Cluster, monkeypatch):
+    """A Workspace in this test process pointed at `cluster` through the environment alone."""
+    for key, value in cluster.env().items():
+        monkeypatch.setenv(key, value)
+    from runwire import Workspace
+
+    return Workspace.from_config()

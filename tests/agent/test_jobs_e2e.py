@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,24 +17,17 @@ import pytest
 from runwire import jobs, snapshot
 from runwire._transports.collector import CollectorClient
 from runwire.v1 import artifacts_pb2, artifacts_pb2_grpc, compute_pb2, compute_pb2_grpc, runs_pb2, runs_pb2_grpc
-from tests.procs import Cluster, short_tmpdir, wait_for
+from tests.procs import Cluster, running_cluster, wait_for
 
 TERMINAL = ("Completed", "Failed", "Canceled")
 
 
 @pytest.fixture
 def cluster(request):
-    root = short_tmpdir()
-    c = Cluster(
-        root,
-        batch_delay_ms=5,
-        agent_args=["--compute-target", "t1", "--slots", "2", "--job-cancel-grace", "1"],
-    ).start()
-    yield c
-    c.stop()
-    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
-        print(c.logs())
-    shutil.rmtree(root, ignore_errors=True)
+    with running_cluster(
+        request, batch_delay_ms=5, agent_args=["--compute-target", "t1", "--slots", "2", "--job-cancel-grace", "1"]
+    ) as c:
+        yield c
 
 
 class Api:

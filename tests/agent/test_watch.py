@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from runwire.agent.watch import ClaimStore, ExitInfo, start_time, zombie_exit_st
 from runwire.v1 import frames_pb2
 from tests.agent.agent_testlib import Client, wait_until
 from tests.agent.jobs_testlib import JobsCollector
-from tests.procs import Cluster, short_tmpdir, wait_for
+from tests.procs import Cluster, running_cluster, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -259,15 +258,10 @@ async def test_a_claim_made_just_before_exiting_still_reaches_the_agent(tmp, jc)
 
 @pytest.fixture
 def cluster(request, monkeypatch):
-    root = short_tmpdir()
-    c = Cluster(root).start()
-    for key, value in c.env().items():
-        monkeypatch.setenv(key, value)
-    yield c
-    c.stop()
-    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
-        print(c.logs())
-    shutil.rmtree(root, ignore_errors=True)
+    with running_cluster(request) as c:
+        for key, value in c.env().items():
+            monkeypatch.setenv(key, value)
+        yield c
 
 
 START_RUN = """

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,37 +17,25 @@ import pytest
 
 from runwire.cli._common import safe
 from runwire.cli.submit import default_experiment_name
-from tests.procs import Cluster, short_tmpdir, wait_for
+from tests.procs import Cluster, running_cluster, wait_for
 
 JOB_TIMEOUT_S = 90
 CLI_TIMEOUT_S = 120
 TERMINAL = {"Completed", "Failed", "Canceled"}
 
 
-def _start(slots: int) -> Cluster:
-    return Cluster(short_tmpdir(), agent_args=["--compute-target", "local", "--slots", str(slots)]).start()
-
-
 @pytest.fixture
 def jobs(request):
     """A collector and an agent that is a node of target `local` with 2 slots."""
-    c = _start(2)
-    yield c
-    c.stop()
-    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
-        print(c.logs())
-    shutil.rmtree(c.root, ignore_errors=True)
+    with running_cluster(request, agent_args=["--compute-target", "local", "--slots", "2"]) as c:
+        yield c
 
 
 @pytest.fixture
 def one_slot(request):
     """As `jobs`, with a single slot: a second job waits in the queue."""
-    c = _start(1)
-    yield c
-    c.stop()
-    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
-        print(c.logs())
-    shutil.rmtree(c.root, ignore_errors=True)
+    with running_cluster(request, agent_args=["--compute-target", "local", "--slots", "1"]) as c:
+        yield c
 
 
 def cli(cluster: Cluster | None, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import Cluster, short_tmpdir, wait_for
+from tests.procs import running_cluster, wait_for, workspace_for
 
 LEASE_TTL_S = 3
 JOB_TIMEOUT_S = 90
@@ -25,26 +24,17 @@ JOB_TIMEOUT_S = 90
 @pytest.fixture
 def jobs(request):
     """A collector with a short lease TTL and an agent that is a node of target `local` (2 slots)."""
-    root = short_tmpdir()
-    c = Cluster(
-        root,
+    with running_cluster(
+        request,
         agent_args=["--compute-target", "local", "--slots", "2"],
         server_args=["--lease-ttl", str(LEASE_TTL_S)],
-    ).start()
-    yield c
-    c.stop()
-    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
-        print(c.logs())
-    shutil.rmtree(root, ignore_errors=True)
+    ) as c:
+        yield c
 
 
 @pytest.fixture
 def ws(jobs, monkeypatch):
-    for key, value in jobs.env().items():
-        monkeypatch.setenv(key, value)
-    from runwire import Workspace
-
-    return Workspace.from_config()
+    return workspace_for(jobs, monkeypatch)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import pytest
 
 from runwire import ComputeTarget, Environment, Experiment, Run, ScriptRun, ScriptRunConfig
 from runwire.exceptions import ActivityFailedException, UserErrorException
-from tests.procs import Cluster, short_tmpdir, wait_for
+from tests.procs import running_cluster, wait_for, workspace_for
 
 TIMEOUT_S = 90
 
@@ -30,22 +29,13 @@ TIMEOUT_S = 90
 @pytest.fixture
 def node(request):
     """A collector and an agent that joined compute target `local` with 2 slots."""
-    root = short_tmpdir()
-    c = Cluster(root, agent_args=["--compute-target", "local", "--slots", "2"]).start()
-    yield c
-    c.stop()
-    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
-        print(c.logs())
-    shutil.rmtree(root, ignore_errors=True)
+    with running_cluster(request, agent_args=["--compute-target", "local", "--slots", "2"]) as c:
+        yield c
 
 
 @pytest.fixture
 def ws(node, monkeypatch):
-    for key, value in node.env().items():
-        monkeypatch.setenv(key, value)
-    from runwire import Workspace
-
-    return Workspace.from_config()
+    return workspace_for(node, monkeypatch)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import asyncio
 import json
 import math
 import re
-import shutil
 import socket
 import sys
 import textwrap
@@ -25,7 +24,7 @@ from runwire import codec
 from runwire.server.bus import BusEvent, metric_events
 from runwire.server.records import CommittedPoints
 from runwire.server.studio.events import SSE_COALESCE_S
-from tests.procs import Cluster, short_tmpdir, wait_for
+from tests.procs import running_cluster, wait_for, workspace_for
 
 WAIT_S = 60.0
 
@@ -146,22 +145,13 @@ def live_subscribers(http: str) -> float:
 @pytest.fixture
 def jobs(request):
     """A collector and an agent that is a node of compute target `local` (script runs write logs)."""
-    root = short_tmpdir()
-    c = Cluster(root, agent_args=["--compute-target", "local", "--slots", "1"]).start()
-    yield c
-    c.stop()
-    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
-        print(c.logs())
-    shutil.rmtree(root, ignore_errors=True)
+    with running_cluster(request, agent_args=["--compute-target", "local", "--slots", "1"]) as c:
+        yield c
 
 
 @pytest.fixture
 def ws(jobs, monkeypatch):
-    for key, value in jobs.env().items():
-        monkeypatch.setenv(key, value)
-    from runwire import Workspace
-
-    return Workspace.from_config()
+    return workspace_for(jobs, monkeypatch)
 
 
 @pytest.fixture
