@@ -47,6 +47,8 @@ from runwire.server.bus import (
 from runwire.server.errors import CollectorError, NotFound
 from runwire.server.live import LiveSession
 from runwire.server.store.base import Store
+from runwire.server.studio.errors import ApiError, bad_param, error_response
+from runwire.server.studio.params import parse_bool, text
 from runwire.v1 import live_pb2
 
 log = logging.getLogger(__name__)
@@ -75,8 +77,6 @@ commit still goes out whole)."""
 KIND_NAMES = {METRIC: "metric", STATUS: "status", LOG: "log", TAG: "tag", FILE: "file", LAGGED: "lagged", LIVE: "live"}
 KINDS_BY_NAME = {name: kind for kind, name in KIND_NAMES.items() if kind not in (LAGGED, LIVE)}
 
-_TRUE = ("1", "true", "yes")
-_FALSE = ("0", "false", "no")
 _PING = b": ping\n\n"
 
 
@@ -332,12 +332,6 @@ class Coalescer:
 # --- parameters ----------------------------------------------------------------------------------
 
 
-class BadParam(Exception):
-    def __init__(self, name: str, rule: str, value: object = None) -> None:
-        got = "" if value is None else f" (got {str(value)[:100]!r})"
-        super().__init__(f"parameter {name!r}: {rule}{got}")
-
-
 @dataclass
 class EventsQuery:
     experiment: str = ""
@@ -352,35 +346,23 @@ class EventsQuery:
 
 
 def _text(name: str, value: str, max_length: int) -> str:
+    """`params.text` (valid UTF-8), plus no NUL and at most `max_length` characters: these name a
+    live-bus filter, not a stored value."""
     if "\x00" in value:
-        raise BadParam(name, "must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadParam(name, "must be valid UTF-8 text") from None
+        raise bad_param(name, "must not contain NUL characters")
+    text(value, name)
     if len(value) > max_length:
-        raise BadParam(name, f"must be at most {max_length} characters long")
+        raise bad_param(name, f"must be at most {max_length} characters long")
     return value
 
 
-def _bool(name: str, raw: str | None) -> bool:
-    if raw is None:
-        return False
-    low = raw.strip().lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise BadParam(name, "must be one of 1, 0, true, false", raw)
-
-
 def parse_query(query: MultiMapping[str]) -> EventsQuery:
-    """The request's query parameters, checked (BadParam names the first bad one)."""
+    """The request's query parameters, checked (the ApiError names the first bad one)."""
     q = EventsQuery()
     q.experiment = _text("experiment", query.get("experiment", ""), limits.MAX_EXPERIMENT_NAME_LENGTH)
     q.run = _text("run", query.get("run", ""), limits.MAX_RUN_ID_LENGTH)
-    q.include_children = _bool("include_children", query.get("include_children"))
-    q.from_start = _bool("from_start", query.get("from_start"))
+    q.include_children = parse_bool("include_children", query.get("include_children"))
+    q.from_start = parse_bool("from_start", query.get("from_start"))
     for raw in query.getall("kinds", []):
         for part in raw.split(","):
             name = part.strip()
@@ -388,21 +370,17 @@ def parse_query(query: MultiMapping[str]) -> EventsQuery:
                 continue
             kind = KINDS_BY_NAME.get(name)
             if kind is None:
-                raise BadParam("kinds", f"each kind must be one of {', '.join(KINDS_BY_NAME)}", name)
+                raise bad_param("kinds", f"each kind must be one of {', '.join(KINDS_BY_NAME)}", name)
             if kind not in q.kinds:
                 q.kinds.append(kind)
     metrics = query.getall("metrics", [])
     if len(metrics) > SSE_MAX_METRIC_FILTERS:
-        raise BadParam("metrics", f"at most {SSE_MAX_METRIC_FILTERS} names or globs", len(metrics))
+        raise bad_param("metrics", f"at most {SSE_MAX_METRIC_FILTERS} names or globs", len(metrics))
     for m in metrics:
         if not m:
-            raise BadParam("metrics", "must be a metric name or glob, not empty")
+            raise bad_param("metrics", "must be a metric name or glob, not empty")
         q.metrics.append(_text("metrics", m, limits.MAX_NAME_LENGTH))
     return q
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
 # --- the stream ----------------------------------------------------------------------------------
@@ -430,15 +408,15 @@ class EventStreams:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         try:
             q = parse_query(request.query)
-        except BadParam as e:
-            return _error(400, "InvalidArgument", str(e))
+        except ApiError as e:
+            return error_response(e.status, e.code, e.message)
         session = LiveSession(self._store, self._bus, q.filter())
         try:
             await session.open()
         except NotFound as e:
-            return _error(404, "NotFound", str(e))
+            return error_response(404, "NotFound", str(e))
         except CollectorError as e:
-            return _error(400, "InvalidArgument", str(e))
+            return error_response(400, "InvalidArgument", str(e))
         resp = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream; charset=utf-8",

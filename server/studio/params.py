@@ -62,7 +62,11 @@ def query_float(request: web.Request, name: str) -> float | None:
 
 
 def query_bool(request: web.Request, name: str, default: bool) -> bool:
-    raw = request.query.get(name)
+    return parse_bool(name, request.query.get(name), default)
+
+
+def parse_bool(name: str, raw: str | None, default: bool = False) -> bool:
+    """A boolean query value (`1/0/true/false/yes/no`); `default` when absent."""
     if raw is None:
         return default
     low = raw.strip().lower()
