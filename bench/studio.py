@@ -45,17 +45,8 @@ from urllib.parse import quote, urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.procs import Cluster, short_tmpdir  # noqa: E402
+from tests.procs import CHROMIUM, CHROMIUM_ARGS, Cluster, short_tmpdir  # noqa: E402
 
-CHROMIUM = os.environ.get("RUNWIRE_BENCH_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 VIEWPORT = {"width": 1400, "height": 1000}
 PAGE_TIMEOUT_MS = 600_000
 """How long one page may take to render before the bench gives up."""

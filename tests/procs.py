@@ -21,6 +21,19 @@ from pathlib import Path
 
 READY_TIMEOUT_S = 30.0
 
+CHROMIUM = os.environ.get("RUNWIRE_TEST_CHROMIUM", "/usr/bin/chromium")
+"""Debian's chromium, for the browser tests and bench/studio.py (Playwright never downloads a browser)."""
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+"""Headless chromium on a closed network: no background connections, no updates, no first-run UI."""
+
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.02) -> object:
     """Poll `condition` until it returns something truthy; fail naming `what` after `timeout`."""

@@ -5,29 +5,16 @@ any occurred. Screenshots go to test-artifacts/screenshots/ (gitignored)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.procs import Cluster, short_tmpdir
+from tests.procs import CHROMIUM, CHROMIUM_ARGS, Cluster, short_tmpdir
 
 pytest.importorskip("playwright")
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-
-CHROMIUM = os.environ.get("RUNWIRE_TEST_CHROMIUM", "/usr/bin/chromium")
-"""Debian's chromium (Playwright never downloads a browser here)."""
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 """Where every page's screenshot is saved (look at them)."""
