@@ -13,6 +13,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from runwire import limits as shared_limits
+from runwire.artifacts import image_type
 from runwire.server.artifacts import parse_manifest
 from runwire.server.blobstore import ArtifactStore, is_sha256
 from runwire.server.query import read_log_chunks
@@ -20,13 +21,8 @@ from runwire.server.studio import convert, limits, params
 from runwire.server.studio.context import StudioContext
 from runwire.server.studio.errors import not_found
 
-_IMAGE_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-    (b"BM", "image/bmp"),
-)
+_INLINE_IMAGES = frozenset({"png", "jpeg", "gif", "webp", "bmp"})
+"""Image kinds (as `runwire.artifacts.image_type` sniffs them) browsers show inline; TIFF is not one."""
 _SAFE_TYPES = ("text/plain", "text/csv", "application/json", "application/octet-stream", "application/zip")
 """Declared content types kept for downloads; anything else (HTML, SVG, scripts) is sent as octet-stream."""
 _FILE_HEADERS = {
@@ -38,12 +34,8 @@ _FILE_HEADERS = {
 
 def sniff_image(head: bytes) -> str | None:
     """The image content type of bytes starting with `head` (png/jpeg/gif/webp/bmp), else None."""
-    for magic, ctype in _IMAGE_MAGIC:
-        if head.startswith(magic):
-            return ctype
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    return None
+    kind = image_type(head)
+    return f"image/{kind}" if kind in _INLINE_IMAGES else None
 
 
 def guess_type(name: str) -> str:
