@@ -13,10 +13,11 @@ import grpc
 
 from runwire import limits
 from runwire.jobs import SCRIPT_RUN_TYPE
+from runwire.server import rules
 from runwire.server.bus import LiveBus, status_event
 from runwire.server.dispatch import Dispatcher, NodeSession
-from runwire.server.errors import CollectorError, InvalidArgument, refuse
-from runwire.server.query import _refusals, key_values, run_info
+from runwire.server.errors import CollectorError, InvalidArgument, refusals, refuse
+from runwire.server.query import key_values, run_info
 from runwire.server.records import JOB_DONE, JOB_LEASED, JOB_QUEUED, JobRecord, NewRun, NodeRecord
 from runwire.server.store.base import Store
 from runwire.v1 import compute_pb2, compute_pb2_grpc, runs_pb2
@@ -69,7 +70,7 @@ class ComputeService(compute_pb2_grpc.ComputeServicer):
         self._dispatcher = dispatcher
         self._live = live
 
-    @_refusals
+    @refusals
     async def SubmitRun(
         self, request: compute_pb2.SubmitRunRequest, context: grpc.aio.ServicerContext
     ) -> runs_pb2.RunInfo:
@@ -102,20 +103,18 @@ class ComputeService(compute_pb2_grpc.ComputeServicer):
         self._dispatcher.kick(record.target)
         return run_info(record)
 
-    @_refusals
+    @refusals
     async def GetJob(
         self, request: compute_pb2.GetJobRequest, context: grpc.aio.ServicerContext
     ) -> compute_pb2.JobInfo:
-        if not request.run_id:
-            raise InvalidArgument("run_id must not be empty")
+        rules.require_run_id(request.run_id)
         return job_info(await self._store.get_job(request.run_id))
 
-    @_refusals
+    @refusals
     async def CancelRun(
         self, request: compute_pb2.CancelRunRequest, context: grpc.aio.ServicerContext
     ) -> runs_pb2.RunInfo:
-        if not request.run_id:
-            raise InvalidArgument("run_id must not be empty")
+        rules.require_run_id(request.run_id)
         record, job, changed = await self._store.cancel_run(request.run_id)
         if changed and self._live is not None:
             self._live.publish([status_event(record)])
@@ -124,7 +123,7 @@ class ComputeService(compute_pb2_grpc.ComputeServicer):
         log.info("run cancel", extra={"fields": {"run_id": record.run_id, "status": record.status}})
         return run_info(record)
 
-    @_refusals
+    @refusals
     async def ListComputeTargets(
         self, request: compute_pb2.ListComputeTargetsRequest, context: grpc.aio.ServicerContext
     ) -> compute_pb2.ListComputeTargetsResponse:
@@ -158,7 +157,7 @@ class ComputeService(compute_pb2_grpc.ComputeServicer):
             run_ids=n.run_ids,
         )
 
-    @_refusals
+    @refusals
     async def ListActiveRuns(
         self, request: compute_pb2.ListActiveRunsRequest, context: grpc.aio.ServicerContext
     ) -> compute_pb2.ListActiveRunsResponse:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 
@@ -39,3 +42,20 @@ async def refuse(context: grpc.aio.ServicerContext, rpc: str, e: Exception) -> N
         await context.abort(e.code, str(e))
     log.exception("request failed", extra={"fields": {"rpc": rpc}})
     await context.abort(grpc.StatusCode.INTERNAL, f"{rpc} failed: {type(e).__name__}: {e}")
+
+
+R = TypeVar("R")
+
+
+def refusals(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    """Turn exceptions raised by a unary gRPC handler into status codes (see `refuse`)."""
+
+    @functools.wraps(fn)
+    async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
+        try:
+            return await fn(self, request, context)
+        except Exception as e:
+            await refuse(context, fn.__name__, e)
+            raise  # not reached: abort raises
+
+    return handler

@@ -6,11 +6,9 @@ message naming what was wrong and the rule (see `runwire.server.errors`).
 
 from __future__ import annotations
 
-import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, TypeVar
 
 import grpc
 
@@ -18,7 +16,7 @@ from runwire import limits
 from runwire.server import limits as server_limits
 from runwire.server import rules
 from runwire.server.bus import LiveBus, status_event, tag_event
-from runwire.server.errors import CollectorError, InvalidArgument, refuse
+from runwire.server.errors import CollectorError, refusals
 from runwire.server.records import (
     ExperimentRecord,
     NewRun,
@@ -33,7 +31,6 @@ from runwire.v1 import runs_pb2, runs_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-R = TypeVar("R")
 
 # --- conversions ------------------------------------------------------------------------------------
 
@@ -82,20 +79,6 @@ def run_info(r: RunRecord) -> runs_pb2.RunInfo:
 # --- errors -------------------------------------------------------------------------------------------
 
 
-def _refusals(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
-    """Turn `CollectorError`s raised by a unary handler into gRPC status codes."""
-
-    @functools.wraps(fn)
-    async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
-        try:
-            return await fn(self, request, context)
-        except Exception as e:
-            await refuse(context, fn.__name__, e)
-            raise  # not reached: abort raises
-
-    return handler
-
-
 # --- the service -------------------------------------------------------------------------------------
 
 
@@ -107,20 +90,20 @@ class RunsService(runs_pb2_grpc.RunsServicer):
         self._status = status
         self._live = live
 
-    @_refusals
+    @refusals
     async def GetOrCreateExperiment(
         self, request: runs_pb2.GetOrCreateExperimentRequest, context: grpc.aio.ServicerContext
     ) -> runs_pb2.Experiment:
         return experiment_message(await self._store.get_or_create_experiment(request.name))
 
-    @_refusals
+    @refusals
     async def ListExperiments(
         self, request: runs_pb2.ListExperimentsRequest, context: grpc.aio.ServicerContext
     ) -> runs_pb2.ListExperimentsResponse:
         found = await self._store.list_experiments(request.name)
         return runs_pb2.ListExperimentsResponse(experiments=[experiment_message(e) for e in found])
 
-    @_refusals
+    @refusals
     async def CreateRun(
         self, request: runs_pb2.CreateRunRequest, context: grpc.aio.ServicerContext
     ) -> runs_pb2.RunInfo:
@@ -146,12 +129,12 @@ class RunsService(runs_pb2_grpc.RunsServicer):
         )
         return run_info(record)
 
-    @_refusals
+    @refusals
     async def GetRun(self, request: runs_pb2.GetRunRequest, context: grpc.aio.ServicerContext) -> runs_pb2.RunInfo:
-        _require_run_id(request.run_id)
+        rules.require_run_id(request.run_id)
         return run_info(await self._store.get_run(request.run_id))
 
-    @_refusals
+    @refusals
     async def ListRuns(
         self, request: runs_pb2.ListRunsRequest, context: grpc.aio.ServicerContext
     ) -> runs_pb2.ListRunsResponse:
@@ -170,11 +153,11 @@ class RunsService(runs_pb2_grpc.RunsServicer):
         runs = await self._store.list_runs(query)
         return runs_pb2.ListRunsResponse(runs=[run_info(r) for r in runs])
 
-    @_refusals
+    @refusals
     async def UpdateRun(
         self, request: runs_pb2.UpdateRunRequest, context: grpc.aio.ServicerContext
     ) -> runs_pb2.RunInfo:
-        _require_run_id(request.run_id)
+        rules.require_run_id(request.run_id)
         error = None
         if request.HasField("error"):
             e = request.error
@@ -194,27 +177,27 @@ class RunsService(runs_pb2_grpc.RunsServicer):
             log.info("run updated", extra={"fields": {"run_id": record.run_id, "status": record.status}})
         return run_info(record)
 
-    @_refusals
+    @refusals
     async def SetTags(self, request: runs_pb2.SetTagsRequest, context: grpc.aio.ServicerContext) -> runs_pb2.RunInfo:
-        _require_run_id(request.run_id)
+        rules.require_run_id(request.run_id)
         tags = key_values(request.tags)
         record = await self._store.set_tags(request.run_id, tags, list(request.remove))
         if self._live is not None:
             self._live.publish([tag_event(record, tags, list(request.remove))])
         return run_info(record)
 
-    @_refusals
+    @refusals
     async def AddProperties(
         self, request: runs_pb2.AddPropertiesRequest, context: grpc.aio.ServicerContext
     ) -> runs_pb2.RunInfo:
-        _require_run_id(request.run_id)
+        rules.require_run_id(request.run_id)
         return run_info(await self._store.add_properties(request.run_id, key_values(request.properties)))
 
     async def GetMetrics(
         self, request: runs_pb2.GetMetricsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[runs_pb2.MetricData]:
         try:
-            _require_run_id(request.run_id)
+            rules.require_run_id(request.run_id)
             async for snapshot in self._store.read_metrics(request.run_id, request.recursive, list(request.names)):
                 async for message in self._messages(snapshot):
                     yield message
@@ -261,7 +244,7 @@ class RunsService(runs_pb2_grpc.RunsServicer):
         """The lines of one log file as it was when the read started, in messages of at most about
         LOG_MESSAGE_MAX_BYTES of lines (an empty chunk for a file without lines)."""
         try:
-            _require_run_id(request.run_id)
+            rules.require_run_id(request.run_id)
             async for chunk in read_log_chunks(
                 self._store, request.run_id, request.path, request.from_line, request.max_lines
             ):
@@ -314,8 +297,3 @@ def split_lines(first_line: int, lines: list[str]) -> Iterable[tuple[int, list[s
             j += 1
         yield first_line + i, lines[i:j]
         i = j
-
-
-def _require_run_id(run_id: str) -> None:
-    if not run_id:
-        raise InvalidArgument("run_id must not be empty")

@@ -30,9 +30,14 @@ def check_experiment_name(name: str) -> None:
         )
 
 
-def check_run_id(run_id: str) -> None:
+def require_run_id(run_id: str) -> None:
+    """A request naming a run must name one (lookups; new ids also get `check_run_id`)."""
     if not run_id:
         raise InvalidArgument("run_id must not be empty")
+
+
+def check_run_id(run_id: str) -> None:
+    require_run_id(run_id)
     if len(run_id) > limits.MAX_RUN_ID_LENGTH:
         raise InvalidArgument(
             f"run_id of {len(run_id)} characters exceeds MAX_RUN_ID_LENGTH ({limits.MAX_RUN_ID_LENGTH})"
