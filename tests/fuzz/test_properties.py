@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -15,7 +16,9 @@ from runwire.exceptions import MetricTypeError, MetricValueError
 from runwire.server.batches import RejectedRequest, decode_request
 from runwire.v1 import ingest_pb2, metrics_pb2
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EXAMPLES = int(os.environ.get("RUNWIRE_FUZZ_EXAMPLES", "300"))
+"""Examples per property; CI uses the default, a long campaign sets RUNWIRE_FUZZ_EXAMPLES."""
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 scalars = st.one_of(
     st.none(),
