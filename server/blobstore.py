@@ -1,7 +1,7 @@
 """Where the collector keeps artifact bytes: a content-addressed blob store.
 
-`ArtifactStore` is the interface (an object store can fill it later); `LocalArtifactStore` keeps
-each distinct content once under `<root>/<sha[:2]>/<sha[2:4]>/<sha>`. Uploads are written to a
+`ArtifactStore` is the interface; `LocalArtifactStore` keeps each distinct content once under
+`<root>/<sha[:2]>/<sha[2:4]>/<sha>` (`blobstore_s3.S3ArtifactStore` keeps it in an S3 bucket). Uploads are written to a
 partial file keyed by the caller (run, name, sha256), which survives an interrupted stream so the
 upload can resume from its size; the bytes become a blob only by an atomic rename once their size
 and sha256 match, so a half-written file is never visible under a blob name.
@@ -17,7 +17,7 @@ import os
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from runwire.limits import FILE_CHUNK_BYTES
@@ -90,8 +90,8 @@ class ArtifactStore(ABC):
 
 
 class _LocalPartial(PartialWrite):
-    def __init__(self, store: LocalArtifactStore, path: Path, offset: int) -> None:
-        self._store = store
+    def __init__(self, adopt: Callable[[Path, str], bool], path: Path, offset: int) -> None:
+        self._adopt = adopt
         self._path = path
         self._hash = hashlib.sha256()
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -133,7 +133,41 @@ class _LocalPartial(PartialWrite):
                 f"received {self.offset} bytes with sha256 {got}, expected {size} bytes with sha256 {sha256}"
             )
         self.close()
-        return self._store._adopt(self._path, sha256)
+        return self._adopt(self._path, sha256)
+
+
+class PartialFolder:
+    """Partial uploads as files in one folder, named by a hash of the caller's key. `adopt(path,
+    sha256)` makes a verified file the blob (returns False when the blob already existed)."""
+
+    def __init__(self, folder: Path, adopt: Callable[[Path, str], bool]) -> None:
+        self.folder = folder
+        self._adopt = adopt
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        return self.folder / (hashlib.sha256(key.encode()).hexdigest() + ".part")
+
+    def size(self, key: str) -> int:
+        try:
+            return self.path(key).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def open(self, key: str, offset: int) -> PartialWrite:
+        return _LocalPartial(self._adopt, self.path(key), offset)
+
+    def sweep(self, older_than_s: float) -> int:
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for path in self.folder.glob("*.part"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
 
 
 class LocalArtifactStore(ArtifactStore):
@@ -142,24 +176,18 @@ class LocalArtifactStore(ArtifactStore):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.partials = self.root / "partial"
-        self.partials.mkdir(parents=True, exist_ok=True)
+        self._partials = PartialFolder(self.partials, self._adopt)
 
     def blob_path(self, sha256: str) -> Path:
         if not is_sha256(sha256):
             raise ValueError(f"not a sha256 hex digest: {sha256!r}")
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
-    def _partial_path(self, key: str) -> Path:
-        return self.partials / (hashlib.sha256(key.encode()).hexdigest() + ".part")
-
     def partial_size(self, key: str) -> int:
-        try:
-            return self._partial_path(key).stat().st_size
-        except FileNotFoundError:
-            return 0
+        return self._partials.size(key)
 
     def open_partial(self, key: str, offset: int) -> PartialWrite:
-        return _LocalPartial(self, self._partial_path(key), offset)
+        return self._partials.open(key, offset)
 
     def _adopt(self, path: Path, sha256: str) -> bool:
         target = self.blob_path(sha256)
@@ -204,13 +232,4 @@ class LocalArtifactStore(ArtifactStore):
                 yield data
 
     def sweep_partials(self, older_than_s: float) -> int:
-        cutoff = time.time() - older_than_s
-        removed = 0
-        for path in self.partials.glob("*.part"):
-            try:
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                pass
-        return removed
+        return self._partials.sweep(older_than_s)
