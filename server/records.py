@@ -420,3 +420,26 @@ class RunTablePage:
     """run id -> metric name -> summary, for the query's `metrics` the run has."""
     metric_names: list[str]
     """Names of the numeric scalar/list metrics of the experiment's runs, sorted."""
+
+
+# --- access tokens (issue 7) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An access token as stored: never its secret, only the secret's sha256 (hex)."""
+
+    token_id: str
+    secret_sha256: str
+    scope: str
+    """`read`, `write` or `admin` (runwire.server.auth.scopes)."""
+    experiments: tuple[str, ...] = ()
+    """The experiments the token is restricted to; empty = every experiment."""
+    name: str = ""
+    created_time: float = 0.0
+    last_used_time: float | None = None
+    revoked_time: float | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_time is not None

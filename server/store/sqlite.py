@@ -10,7 +10,8 @@ transaction fails.
 The work is split by job into mixins, assembled into `SqliteStore` here: `sqlite_schema` (DDL and
 in-place upgrades), `sqlite_runs` (experiments, runs, status history), `sqlite_ingest` (commit of
 batches), `sqlite_reads` (metric reads), `sqlite_files` (artifacts, snapshots), `sqlite_jobs` (script
-runs: jobs, leases, nodes, logs) and `sqlite_studio` (the studio's reads).
+runs: jobs, leases, nodes, logs), `sqlite_studio` (the studio's reads) and `sqlite_tokens` (access
+tokens).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from runwire.server.store.sqlite_reads import SqliteReads
 from runwire.server.store.sqlite_runs import SqliteRuns
 from runwire.server.store.sqlite_schema import PAGE_SIZE, SCHEMA_VERSION
 from runwire.server.store.sqlite_studio import SqliteStudio
+from runwire.server.store.sqlite_tokens import SqliteTokens
 
 __all__ = [
     "LOG_CHUNK_MAX_CHARS",
@@ -58,7 +60,7 @@ READ_PREFETCH_BYTES = 8 * 1024 * 1024
 """Chunk bytes `read_metrics` loads per reader call, together with the series metadata."""
 
 
-class SqliteStore(SqliteRuns, SqliteIngest, SqliteReads, SqliteFiles, SqliteJobs, SqliteStudio, Store):
+class SqliteStore(SqliteRuns, SqliteIngest, SqliteReads, SqliteFiles, SqliteJobs, SqliteStudio, SqliteTokens, Store):
     """The SQLite backend of `Store`. This class holds the lifecycle (open/close, the writer thread
     and its connection, the reader pool), the transaction helpers and the writer's caches; what it
     does with them lives in the mixins, one module each."""

@@ -1,6 +1,6 @@
 """The SQLite store's schema: the DDL of every table and index (`_SCHEMA`, all IF NOT EXISTS),
 `SCHEMA_VERSION`, the page size of new databases, and `upgrade`, which brings a database of an older
-version (1, 2 or 3) up to the current one in place when the writer opens it.
+version (1 to 4) up to the current one in place when the writer opens it.
 """
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 4
-"""4: the status history of runs (issue 6); 3: jobs, nodes and log lines (issue 4); 2: the
-per-producer dedup floor. Older databases are upgraded in place when opened (every table and index
-is created IF NOT EXISTS; a v3 database's runs get their current status as their history)."""
+SCHEMA_VERSION = 5
+"""5: access tokens (issue 7); 4: the status history of runs (issue 6); 3: jobs, nodes and log lines
+(issue 4); 2: the per-producer dedup floor. Older databases are upgraded in place when opened (every
+table and index is created IF NOT EXISTS, so a v4 database just gains the empty `tokens` table; a v3
+database's runs get their current status as their history)."""
 PAGE_SIZE = 16384
 """SQLite page size for new databases: fewer overflow pages per chunk blob."""
 
@@ -151,6 +152,16 @@ CREATE TABLE IF NOT EXISTS status_history (
 CREATE INDEX IF NOT EXISTS status_history_by_run ON status_history (run_id, id);
 CREATE INDEX IF NOT EXISTS runs_by_experiment_status ON runs (experiment_id, status);
 CREATE INDEX IF NOT EXISTS series_by_name ON series (name, run_id);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    secret_sha256 TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    experiments TEXT NOT NULL DEFAULT '[]',
+    name TEXT NOT NULL DEFAULT '',
+    created_time REAL NOT NULL,
+    last_used_time REAL,
+    revoked_time REAL
+);
 """
 
 

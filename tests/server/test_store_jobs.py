@@ -318,7 +318,7 @@ async def test_schema_v2_database_is_upgraded_in_place(tmp_path):
     finally:
         await s.close()
     con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 4  # and on to the current version (4: status history)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 5  # and on to the current version (5: tokens)
     con.close()
 
 
