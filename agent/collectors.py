@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import grpc
 
 from runwire._runtime import format_hostport, parse_hostport
+from runwire._transports.channel import ClientSecurity, open_aio_channel
 
 log = logging.getLogger("runwire.agent.collectors")
 
@@ -243,13 +244,16 @@ class CollectorLink:
                 await task
 
 
-def insecure_channel_factory(options: list[tuple[str, object]]) -> ChannelFactory:
-    """Plain-text channels with `options`; a resolved address keeps its entry as the authority."""
+def channel_factory(security: ClientSecurity | None, options: list[tuple[str, object]]) -> ChannelFactory:
+    """Channels as `security` says (TLS, token) with `options`. A replica dialled by an address that
+    its entry's name resolved to keeps that name as the authority and as the name TLS checks."""
 
     def make(target: Target) -> grpc.aio.Channel:
         opts = list(options)
         if target.address != target.entry.text:
             opts.append(("grpc.default_authority", target.entry.text))
-        return grpc.aio.insecure_channel(target.address, options=opts)
+            if security is not None and security.tls:
+                opts.append(("grpc.ssl_target_name_override", target.entry.host))
+        return open_aio_channel(target.address, security, opts)
 
     return make

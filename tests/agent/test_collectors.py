@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import collections
 
+import grpc
 import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from runwire.agent.collectors import (
     MAX_COLLECTOR_ENTRIES,
@@ -13,6 +15,7 @@ from runwire.agent.collectors import (
     Collectors,
     Entry,
     Target,
+    channel_factory,
     home_index,
     next_index,
     parse_collectors,
@@ -143,3 +146,37 @@ async def test_link_with_one_collector_reconnects_to_it():
 def test_link_refuses_unknown_roles():
     with pytest.raises(ValueError, match="role"):
         CollectorLink(Collectors.parse("127.0.0.1:1"), "bogus", "a", _Channel)
+
+
+async def _health_server() -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server()
+    servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, port
+
+
+async def test_link_fails_over_between_real_grpc_servers():
+    (one, p1), (two, p2) = await _health_server(), await _health_server()
+    link = CollectorLink(
+        Collectors.parse(f"127.0.0.1:{p1},127.0.0.1:{p2}"), "ingest", "agent-y", channel_factory(None, [])
+    )
+    try:
+        channel = await link.channel()
+        first = link.address
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        await (one if first.endswith(f":{p1}") else two).stop(None)  # the replica in use dies
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        link.failed(channel)
+        channel = await link.channel()
+        assert link.address != first and link.failovers == 1
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await link.close()
+        await one.stop(None)
+        await two.stop(None)
