@@ -26,6 +26,7 @@ class AgentStats:
     points_received: int = 0
     bytes_received: int = 0
     frames_rejected: int = 0
+    peers_refused: int = 0
     bundles_cut: int = 0
     records_spooled: int = 0
     spool_bytes_written: int = 0
@@ -47,6 +48,7 @@ _COUNTERS = {
     "points_received": "metric points (rows) in received batches",
     "bytes_received": "bytes of batch frames received",
     "frames_rejected": "frames refused (malformed, oversized, out of protocol); each closed its connection",
+    "peers_refused": "connections refused because the peer's uid/groups may not use this agent (SO_PEERCRED)",
     "bundles_cut": "bundles of batches cut by the batcher",
     "records_spooled": "records written to the disk spool",
     "spool_bytes_written": "bytes written to the disk spool",
@@ -54,7 +56,7 @@ _COUNTERS = {
     "records_rejected": "spool records the collector rejected (moved to spool/rejected)",
     "records_sent": "spool records sent to the collector, resends included",
     "reconnects": "reconnections of the ingest stream to the collector",
-    "corrupt_records": "spool records found corrupt on reload and skipped",
+    "corrupt_records": "spool records found damaged (checksum mismatch, torn segment) and skipped, loudly",
     "jobs_started": "job processes started on this node",
     "jobs_finished": "job processes that exited on this node",
 }

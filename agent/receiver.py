@@ -12,14 +12,20 @@ producer sent before it is committed at the collector. A frame that breaks the p
 that connection only, with an `ErrorFrame` naming the reason; the other connections and what is
 already spooled are not affected.
 
-The socket file is created with mode 0600; peers are identified with SO_PEERCRED, and a peer of
-another (non-root) user is refused.
+The socket file is created with mode 0600 (only the agent's user can connect), or 0660 and owned by
+`--socket-group` (members of that group can connect too). Each peer is identified with SO_PEERCRED
+(and its groups with SO_PEERGROUPS) and checked again here, whatever the file's mode became: the
+agent's own user, root, and with a socket group a process holding that group (primary or
+supplementary) are served; anyone else gets an `ErrorFrame` naming the rule, then the connection
+closes.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
+import grp
 import itertools
 import logging
 import os
@@ -52,7 +58,14 @@ STALE_SOCKET_PROBE_S = 1.0
 MAX_PENDING_FLUSHES = 1024
 """Flush requests one connection may have waiting for the collector; more is a protocol error."""
 
+SOCKET_MODE = 0o600
+"""Mode of the agent socket: only the agent's user may connect."""
+SOCKET_GROUP_MODE = 0o660
+"""Mode of the agent socket with `--socket-group`: that group may connect too."""
+
 _PEERCRED = struct.Struct("3i")
+_SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux >= 4.13; Python does not name it
+_MAX_PEER_GROUPS = 65536
 _BATCH_TAG = 0x12  # ClientFrame.batch: field 2, length-delimited
 _FILE_FRAMES = ("file_begin", "file_chunk", "file_end", "file_wait")
 
@@ -65,9 +78,49 @@ class AgentAlreadyRunning(RuntimeError):
     """Another process answers on the socket path."""
 
 
-def peer_allowed(peer_uid: int, own_uid: int) -> bool:
-    """Only the agent's own user (and root) may talk to it."""
-    return peer_uid in (own_uid, 0)
+def peer_allowed(
+    peer_uid: int, own_uid: int, peer_gids: frozenset[int] = frozenset(), group: int | None = None
+) -> bool:
+    """The agent's own user, root (who can reach any socket anyway), and with a socket group any
+    process holding that group may talk to the agent."""
+    return peer_uid in (own_uid, 0) or (group is not None and group in peer_gids)
+
+
+def refusal_reason(peer_uid: int, own_uid: int, group_name: str | None) -> str:
+    rule = f"only uid {own_uid} (the agent's user) and root may use this agent"
+    if group_name:
+        rule = f"only uid {own_uid} (the agent's user), root and members of group {group_name!r} may use this agent"
+    else:
+        rule += "; start it with --socket-group GROUP to let a group in"
+    return f"permission denied: uid {peer_uid} is refused ({rule})"
+
+
+def resolve_group(name: str) -> int:
+    """The gid of a group name (or a numeric gid); ValueError naming it when there is no such group."""
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        pass
+    if name.isdigit():
+        return int(name)
+    raise ValueError(f"--socket-group: no group named {name!r}")
+
+
+def peer_groups(sock, primary_gid: int) -> frozenset[int]:
+    """Every group of the peer process (SO_PEERGROUPS), its primary group included."""
+    gids = {primary_gid}
+    size = 64
+    while size <= _MAX_PEER_GROUPS:
+        try:
+            raw = sock.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, size * 4)
+        except OSError as e:
+            if e.errno == 34 and size < _MAX_PEER_GROUPS:  # ERANGE: more groups than fit
+                size *= 8
+                continue
+            break
+        gids.update(array.array("I", raw[: len(raw) // 4 * 4]))
+        break
+    return frozenset(gids)
 
 
 def peer_credentials(sock) -> tuple[int, int, int]:
@@ -156,13 +209,15 @@ class Connection:
     async def serve(self) -> None:
         try:
             sock = self.writer.get_extra_info("socket")
+            gid = -1
             try:
-                self.pid, self.uid, _ = peer_credentials(sock)
+                self.pid, self.uid, gid = peer_credentials(sock)
             except (OSError, AttributeError) as e:
                 log.warning("no peer credentials", extra={"fields": self._fields(error=str(e))})
             log.info("client connected", extra={"fields": self._fields()})
-            if self.uid >= 0 and not peer_allowed(self.uid, os.getuid()):
-                raise ProtocolError(f"uid {self.uid} may not use the agent of uid {os.getuid()}")
+            if self.uid >= 0 and not self.receiver.peer_ok(sock, self.uid, gid):
+                self.receiver.stats.peers_refused += 1
+                raise ProtocolError(refusal_reason(self.uid, os.getuid(), self.receiver.socket_group))
             self._ack_task = asyncio.create_task(self._ack_loop(), name=f"acks-{self.id}")
             await self._read_loop()
         except (FrameError, ProtocolError) as e:
@@ -385,8 +440,11 @@ class Receiver:
         uploads: Uploads | None = None,
         on_claims_closed: Callable[[int, list[str]], None] | None = None,
         on_claims: Callable[[int, list[str]], None] | None = None,
+        socket_group: str | None = None,
     ) -> None:
         self.path = Path(path)
+        self.socket_group = socket_group
+        self._group_gid = resolve_group(socket_group) if socket_group else None
         self.batcher = batcher
         self.spool = spool
         self.agent_id = agent_id
@@ -413,8 +471,28 @@ class Receiver:
             self._server = await asyncio.start_unix_server(self._accept, path=str(self.path), limit=SOCKET_READ_LIMIT)
         finally:
             os.umask(old)
-        os.chmod(self.path, 0o600)
+        if self._group_gid is not None:
+            os.chown(self.path, -1, self._group_gid)
+            os.chmod(self.path, SOCKET_GROUP_MODE)
+        else:
+            os.chmod(self.path, SOCKET_MODE)
         self._inode = os.stat(self.path).st_ino
+
+    @property
+    def socket_mode(self) -> int:
+        return SOCKET_GROUP_MODE if self._group_gid is not None else SOCKET_MODE
+
+    def peer_ok(self, sock, uid: int, gid: int) -> bool:
+        """Whether the peer (uid, primary gid) may use this agent; its other groups are asked for only
+        when a socket group could let it in."""
+        own = os.getuid()
+        if peer_allowed(uid, own):
+            return True
+        group = self._group_gid
+        if group is None:
+            return False
+        gids = peer_groups(sock, gid) if gid != group else frozenset((gid,))
+        return peer_allowed(uid, own, gids, group)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.stopping:

@@ -13,9 +13,18 @@ Segments rotate once they reach `segment_bytes`; a segment file is deleted when 
 is acknowledged by the collector. The acknowledged watermark (every record up to it is committed)
 and the next record number live in `<dir>/state.json`, atomically replaced, so a restart neither
 resends what is known committed nor reuses a record number. On open, the segments are scanned:
-a truncated tail (a crash in the middle of a write) is cut off and logged; a corrupt record
-elsewhere is logged with its segment and offset and skipped, and the records after it are
-delivered. Appends after a restart go to a new segment.
+a truncated tail of the newest segment (a crash in the middle of a write: that record was never
+acknowledged to its SDK, which sends it again) is cut off with a warning; anything else that fails
+its checksum or is cut short (a bit flip, a segment truncated in the middle, garbage) is corruption:
+logged at error level with its segment and offset, counted (`on_corrupt`; `spool_corrupt_records`
+in the agent's status, metrics and report), skipped, and the records after it are delivered. Each
+record's checksum is checked again when it is read for sending, so damage after the reload is caught
+the same way. A segment that held corrupt data is moved to `corrupt/` rather than deleted. Appends
+after a restart go to a new segment.
+
+The size bound: once unacknowledged records reach `max_bytes` the spool is *full* and the receiver
+stops reading SDK sockets until acks bring it below the bound (the SDKs keep their points meanwhile);
+`full_count`, `full_seconds` and `peak_bytes` say how often, how long and how high.
 
 Writes use `os.write` before the SDK is acked, which survives `kill -9` of the agent (the data is
 in the page cache). `fsync` is `always` (before the ack), `interval` (every `fsync_interval_s`,
@@ -131,6 +140,7 @@ class Segment:
 class Record:
     seq: int
     segment: Segment
+    start: int  # of the record (its header) in the segment file
     offset: int  # of the payload in the segment file
     length: int  # of the payload
     nbytes: int  # of the whole record on disk
@@ -186,6 +196,11 @@ class Spool:
         self._writable = asyncio.Event()
         self._empty = asyncio.Event()
         self._backpressure = False
+        self.full_count = 0  # times the spool reached max_bytes
+        self._full_since: float | None = None  # monotonic time it last became full, while full
+        self._full_total = 0.0  # seconds full, finished stretches
+        self.peak_bytes = 0  # most pending_bytes seen
+        self._full_listeners: list[Callable[[bool], None]] = []
         self._task: asyncio.Task | None = None
         self._opened = False
 
@@ -269,6 +284,7 @@ class Spool:
                             Record(
                                 seq=seq,
                                 segment=seg,
+                                start=off,
                                 offset=off + HEADER.size + index_len,
                                 length=body_len - index_len,
                                 nbytes=rec_len,
@@ -403,6 +419,7 @@ class Spool:
         rec = Record(
             seq=seq,
             segment=seg,
+            start=offset,
             offset=offset + HEADER.size + len(index),
             length=len(payload),
             nbytes=len(data),
@@ -439,20 +456,41 @@ class Spool:
         self._records[rec.seq] = rec
         rec.segment.live += 1
         self.pending_bytes += rec.nbytes
+        if self.pending_bytes > self.peak_bytes:
+            self.peak_bytes = self.pending_bytes
         for producer_id, _ in rec.producers:
             self._by_producer.setdefault(producer_id, {})[rec.seq] = None
 
     # --- reading ----------------------------------------------------------------------------------
 
     def read(self, seq: int) -> bytes | None:
-        """The payload of an unacknowledged record, or None when it is acknowledged."""
+        """The payload of an unacknowledged record, or None when it is acknowledged. Raises
+        SpoolError when the record on disk is cut short or fails its checksum."""
         rec = self._records.get(seq)
         if rec is None:
             return None
-        data = os.pread(rec.segment.fd, rec.length, rec.offset)
-        if len(data) != rec.length:
-            raise SpoolError(f"short read of record {seq} in {rec.segment.path}")
-        return data
+        data = os.pread(rec.segment.fd, rec.nbytes, rec.start)
+        if len(data) != rec.nbytes:
+            raise SpoolError(f"record {seq} in {rec.segment.path} at offset {rec.start} is cut short")
+        if _parse_at(memoryview(data), 0) is None:
+            raise SpoolError(f"record {seq} in {rec.segment.path} at offset {rec.start} fails its checksum")
+        return data[rec.offset - rec.start :]
+
+    def drop_unreadable(self, seq: int, error: str) -> bool:
+        """A record that cannot be read back (damaged on disk): report it loudly, count it, keep its
+        segment for inspection, and treat it as acknowledged so the records after it go on."""
+        rec = self._records.get(seq)
+        if rec is None:
+            return False
+        rec.segment.corrupt = True
+        log.error(
+            f"CORRUPT SPOOL RECORD {seq} in {rec.segment.path} at offset {rec.start} dropped ({error}): "
+            f"its {len(rec.producers)} batches will not be delivered",
+            extra={"fields": {"seq": seq, "segment": str(rec.segment.path), "offset": rec.start, "error": error}},
+        )
+        if self._on_corrupt is not None:
+            self._on_corrupt()
+        return self.ack(seq)
 
     def unacked_seqs(self) -> list[int]:
         return list(self._records)
@@ -594,16 +632,52 @@ class Spool:
         if full and not self._backpressure:
             self._backpressure = True
             self._writable.clear()
+            self.full_count += 1
+            self._full_since = time.monotonic()
             log.warning(
                 f"spool full ({self.pending_bytes} unacknowledged bytes, bound {self.max_bytes}): no longer "
-                "reading from SDK sockets until the collector acknowledges records",
-                extra={"fields": {"pending_bytes": self.pending_bytes, "max_bytes": self.max_bytes}},
+                "reading from SDK sockets until the collector acknowledges records; SDKs keep their points "
+                "in their own spool meanwhile (nothing is dropped)",
+                extra={
+                    "fields": {
+                        "pending_bytes": self.pending_bytes,
+                        "max_bytes": self.max_bytes,
+                        "times": self.full_count,
+                    }
+                },
             )
+            self._tell_full(True)
         elif not full and (self._backpressure or not self._writable.is_set()):
-            if self._backpressure:
-                log.info("spool below its bound again: reading from SDK sockets", extra={"fields": {}})
+            was_full = self._backpressure
+            if was_full and self._full_since is not None:
+                stretch = time.monotonic() - self._full_since
+                self._full_total += stretch
+                self._full_since = None
+                log.info(
+                    f"spool below its bound again after {stretch:.1f} s: reading from SDK sockets",
+                    extra={"fields": {"full_seconds": round(stretch, 3), "pending_bytes": self.pending_bytes}},
+                )
             self._backpressure = False
             self._writable.set()
+            if was_full:
+                self._tell_full(False)
+
+    def _tell_full(self, full: bool) -> None:
+        for listener in self._full_listeners:
+            try:
+                listener(full)
+            except Exception:
+                log.exception("spool full-state listener failed")
+
+    def add_full_listener(self, listener: Callable[[bool], None]) -> None:
+        """Call `listener(full)` when the spool reaches its bound and when it drops below it."""
+        self._full_listeners.append(listener)
+
+    @property
+    def full_seconds(self) -> float:
+        """Total time spent at the bound, the current stretch included."""
+        current = time.monotonic() - self._full_since if self._full_since is not None else 0.0
+        return self._full_total + current
 
     @property
     def full(self) -> bool:

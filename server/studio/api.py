@@ -21,6 +21,10 @@ def add_api_routes(app: web.Application, ctx: StudioContext) -> None:
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(document)
 
+    async def agents(request: web.Request) -> web.Response:
+        reports = ctx.agents.as_json() if ctx.agents is not None else []
+        return web.json_response({"agents": reports})
+
     app.middlewares.append(api_errors)
     p = API_PREFIX
     routes = [
@@ -38,6 +42,7 @@ def add_api_routes(app: web.Application, ctx: StudioContext) -> None:
         ("/runs/{run_id}/snapshot", files.snapshot),
         ("/compute", runs.compute),
         ("/compute/{target}", runs.compute_target),
+        ("/agents", agents),
     ]
     for path, handler in routes:
         app.router.add_get(p + path, handler)

@@ -34,6 +34,33 @@ def _array(items: dict) -> dict:
 _STRING_MAP = {"type": "object", "additionalProperties": _STR_OR_NULL}
 
 SCHEMAS: dict[str, Any] = {
+    "Agent": _obj(
+        {
+            "agent_id": _STR,
+            "hostname": _STR,
+            "pid": _INT,
+            "version": _STR,
+            "state": {"type": "string", "enum": ["ok", "backpressure", "unreachable"]},
+            "connected": {"type": "boolean"},
+            "received_at": _NUM,
+            "report_age_seconds": _NUM,
+            "sent_at": _NUM,
+            "spool_bytes": _INT,
+            "spool_records": _INT,
+            "spool_max_bytes": _INT,
+            "spool_fill": _NUM,
+            "spool_peak_bytes": _INT,
+            "spool_full": {"type": "boolean"},
+            "spool_full_count": _INT,
+            "spool_full_seconds": _NUM,
+            "spool_corrupt_records": _INT,
+            "oldest_unacked_age_seconds": _NUM,
+            "collector_connected_since": _NUM_OR_NULL,
+            "last_outage_seconds": _NUM,
+            "clients": _INT,
+            "uptime_seconds": _NUM,
+        }
+    ),
     "Error": _obj(
         {"error": _obj({"code": _STR, "message": _STR})},
     ),
@@ -346,6 +373,11 @@ def openapi_document() -> dict:
         ),
         "/api/v1/compute/{target}": _get(
             "One compute target", _json(_ref("Target")), [_path("target", "The target's name")]
+        ),
+        "/api/v1/agents": _get(
+            "Every agent's last health report (spool fill, backpressure, outages), with its state",
+            _json(_obj({"agents": _array(_ref("Agent"))})),
+            errors=(),
         ),
     }
     return {

@@ -155,6 +155,7 @@ class FakeIngest(ingest_pb2_grpc.IngestServicer):
         self.die_after: int | None = None  # abort the stream after this many requests in total
         self.auth_failures = 0
         self.streams = 0
+        self.reports: list[ingest_pb2.AgentReport] = []  # health reports (not records), in arrival order
 
     async def Ingest(self, request_iterator, context):
         md = dict(context.invocation_metadata())
@@ -163,6 +164,9 @@ class FakeIngest(ingest_pb2_grpc.IngestServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "bad token")
         self.streams += 1
         async for req in request_iterator:
+            if req.HasField("report"):
+                self.reports.append(req.report)
+                continue
             self.requests.append(req)
             if self.die_after is not None and len(self.requests) >= self.die_after:
                 self.die_after = None

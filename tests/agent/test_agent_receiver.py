@@ -224,6 +224,9 @@ def test_peer_policy():
     assert peer_allowed(1000, 1000)
     assert peer_allowed(0, 1000)
     assert not peer_allowed(1001, 1000)
+    assert peer_allowed(1001, 1000, frozenset({50, 1001}), 50)  # a member of the --socket-group
+    assert not peer_allowed(1001, 1000, frozenset({51}), 50)
+    assert not peer_allowed(1001, 1000, frozenset({50}), None)  # no socket group: groups do not matter
 
 
 async def test_stale_socket_removed_live_one_refused(tmp):

@@ -78,8 +78,17 @@ def test_up_then_log_from_a_script_then_status_then_stop():
         status = _cli("status", env=env)
         assert status.returncode == 0, status.stdout + status.stderr
         assert "collector  up" in status.stdout and "agent      up" in status.stdout
+        assert "(socket 0600)" in status.stdout
+        assert (
+            "of 10.0 GiB (0%), peak " in status.stdout
+            and ", never full — policy: SDKs keep their points" in status.stdout
+        )
         as_json = json.loads(_cli("status", "--json", env=env).stdout)
         assert as_json["collector"]["points_committed"] >= 100
+        agent = as_json["agent"]
+        assert agent["spool_max_bytes"] == 10 * 1024**3 and agent["spool_full"] is False
+        assert agent["spool_full_count"] == 0 and agent["spool_corrupt_records"] == 0
+        assert 0 < agent["spool_peak_bytes"] < 1024**2 and agent["socket_mode"] == "0600"
         again = _cli("up", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", env=env)
         assert again.returncode != 0 and "already" in again.stderr
     finally:

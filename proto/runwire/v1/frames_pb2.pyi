@@ -52,7 +52,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentStatus(_message.Message):
-    __slots__ = ("agent_id", "socket_path", "collector", "collector_connected", "clients", "spool_records", "spool_bytes", "batches_received", "points_received", "records_acked", "oldest_unacked_age_seconds", "frames_rejected", "pid", "uptime_seconds", "uploads_pending", "uploads_bytes", "files_committed")
+    __slots__ = ("agent_id", "socket_path", "collector", "collector_connected", "clients", "spool_records", "spool_bytes", "batches_received", "points_received", "records_acked", "oldest_unacked_age_seconds", "frames_rejected", "pid", "uptime_seconds", "uploads_pending", "uploads_bytes", "files_committed", "spool_max_bytes", "spool_full", "spool_full_count", "spool_full_seconds", "spool_peak_bytes", "spool_corrupt_records", "collector_connected_seconds", "collector_down_seconds", "socket_mode", "socket_group")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     SOCKET_PATH_FIELD_NUMBER: _ClassVar[int]
     COLLECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +70,16 @@ class AgentStatus(_message.Message):
     UPLOADS_PENDING_FIELD_NUMBER: _ClassVar[int]
     UPLOADS_BYTES_FIELD_NUMBER: _ClassVar[int]
     FILES_COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    SPOOL_MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SPOOL_FULL_FIELD_NUMBER: _ClassVar[int]
+    SPOOL_FULL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SPOOL_FULL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SPOOL_PEAK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SPOOL_CORRUPT_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTOR_CONNECTED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTOR_DOWN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SOCKET_MODE_FIELD_NUMBER: _ClassVar[int]
+    SOCKET_GROUP_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     socket_path: str
     collector: str
@@ -87,7 +97,17 @@ class AgentStatus(_message.Message):
     uploads_pending: int
     uploads_bytes: int
     files_committed: int
-    def __init__(self, agent_id: _Optional[str] = ..., socket_path: _Optional[str] = ..., collector: _Optional[str] = ..., collector_connected: _Optional[bool] = ..., clients: _Optional[int] = ..., spool_records: _Optional[int] = ..., spool_bytes: _Optional[int] = ..., batches_received: _Optional[int] = ..., points_received: _Optional[int] = ..., records_acked: _Optional[int] = ..., oldest_unacked_age_seconds: _Optional[float] = ..., frames_rejected: _Optional[int] = ..., pid: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., uploads_pending: _Optional[int] = ..., uploads_bytes: _Optional[int] = ..., files_committed: _Optional[int] = ...) -> None: ...
+    spool_max_bytes: int
+    spool_full: bool
+    spool_full_count: int
+    spool_full_seconds: float
+    spool_peak_bytes: int
+    spool_corrupt_records: int
+    collector_connected_seconds: float
+    collector_down_seconds: float
+    socket_mode: int
+    socket_group: str
+    def __init__(self, agent_id: _Optional[str] = ..., socket_path: _Optional[str] = ..., collector: _Optional[str] = ..., collector_connected: _Optional[bool] = ..., clients: _Optional[int] = ..., spool_records: _Optional[int] = ..., spool_bytes: _Optional[int] = ..., batches_received: _Optional[int] = ..., points_received: _Optional[int] = ..., records_acked: _Optional[int] = ..., oldest_unacked_age_seconds: _Optional[float] = ..., frames_rejected: _Optional[int] = ..., pid: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., uploads_pending: _Optional[int] = ..., uploads_bytes: _Optional[int] = ..., files_committed: _Optional[int] = ..., spool_max_bytes: _Optional[int] = ..., spool_full: _Optional[bool] = ..., spool_full_count: _Optional[int] = ..., spool_full_seconds: _Optional[float] = ..., spool_peak_bytes: _Optional[int] = ..., spool_corrupt_records: _Optional[int] = ..., collector_connected_seconds: _Optional[float] = ..., collector_down_seconds: _Optional[float] = ..., socket_mode: _Optional[int] = ..., socket_group: _Optional[str] = ...) -> None: ...
 
 class ErrorFrame(_message.Message):
     __slots__ = ("reason",)

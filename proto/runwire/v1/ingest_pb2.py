@@ -24,21 +24,23 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17runwire/v1/ingest.proto\x12\nrunwire.v1\"\x8b\x01\n\rIngestRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12 \n\x05\x63odec\x18\x03 \x01(\x0e\x32\x11.runwire.v1.Codec\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\x13\n\x0b\x62\x61tch_count\x18\x05 \x01(\r\x12\x13\n\x0bpoint_count\x18\x06 \x01(\x04\"|\n\tIngestAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12%\n\x06status\x18\x02 \x01(\x0e\x32\x15.runwire.v1.AckStatus\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x19\n\x11\x64uplicate_batches\x18\x04 \x01(\r\x12\x10\n\x08warnings\x18\x05 \x03(\t*\'\n\x05\x43odec\x12\x0e\n\nCODEC_NONE\x10\x00\x12\x0e\n\nCODEC_ZSTD\x10\x01*>\n\tAckStatus\x12\x18\n\x14\x41\x43K_STATUS_COMMITTED\x10\x00\x12\x17\n\x13\x41\x43K_STATUS_REJECTED\x10\x01\x32H\n\x06Ingest\x12>\n\x06Ingest\x12\x19.runwire.v1.IngestRequest\x1a\x15.runwire.v1.IngestAck(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17runwire/v1/ingest.proto\x12\nrunwire.v1\"\xb4\x01\n\rIngestRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12 \n\x05\x63odec\x18\x03 \x01(\x0e\x32\x11.runwire.v1.Codec\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\x13\n\x0b\x62\x61tch_count\x18\x05 \x01(\r\x12\x13\n\x0bpoint_count\x18\x06 \x01(\x04\x12\'\n\x06report\x18\x07 \x01(\x0b\x32\x17.runwire.v1.AgentReport\"\xb5\x03\n\x0b\x41gentReport\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12\x0f\n\x07sent_at\x18\x04 \x01(\x01\x12\x13\n\x0bspool_bytes\x18\x05 \x01(\x04\x12\x15\n\rspool_records\x18\x06 \x01(\x04\x12\x17\n\x0fspool_max_bytes\x18\x07 \x01(\x04\x12\x18\n\x10spool_peak_bytes\x18\x08 \x01(\x04\x12\x12\n\nspool_full\x18\t \x01(\x08\x12\x18\n\x10spool_full_count\x18\n \x01(\x04\x12\x1a\n\x12spool_full_seconds\x18\x0b \x01(\x01\x12\x1d\n\x15spool_corrupt_records\x18\x0c \x01(\x04\x12\"\n\x1aoldest_unacked_age_seconds\x18\r \x01(\x01\x12!\n\x19\x63ollector_connected_since\x18\x0e \x01(\x01\x12\x1b\n\x13last_outage_seconds\x18\x0f \x01(\x01\x12\x0f\n\x07\x63lients\x18\x10 \x01(\r\x12\x16\n\x0euptime_seconds\x18\x11 \x01(\x01\x12\x0f\n\x07version\x18\x12 \x01(\t\"|\n\tIngestAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12%\n\x06status\x18\x02 \x01(\x0e\x32\x15.runwire.v1.AckStatus\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x19\n\x11\x64uplicate_batches\x18\x04 \x01(\r\x12\x10\n\x08warnings\x18\x05 \x03(\t*\'\n\x05\x43odec\x12\x0e\n\nCODEC_NONE\x10\x00\x12\x0e\n\nCODEC_ZSTD\x10\x01*>\n\tAckStatus\x12\x18\n\x14\x41\x43K_STATUS_COMMITTED\x10\x00\x12\x17\n\x13\x41\x43K_STATUS_REJECTED\x10\x01\x32H\n\x06Ingest\x12>\n\x06Ingest\x12\x19.runwire.v1.IngestRequest\x1a\x15.runwire.v1.IngestAck(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'runwire.v1.ingest_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CODEC']._serialized_start=307
-  _globals['_CODEC']._serialized_end=346
-  _globals['_ACKSTATUS']._serialized_start=348
-  _globals['_ACKSTATUS']._serialized_end=410
+  _globals['_CODEC']._serialized_start=788
+  _globals['_CODEC']._serialized_end=827
+  _globals['_ACKSTATUS']._serialized_start=829
+  _globals['_ACKSTATUS']._serialized_end=891
   _globals['_INGESTREQUEST']._serialized_start=40
-  _globals['_INGESTREQUEST']._serialized_end=179
-  _globals['_INGESTACK']._serialized_start=181
-  _globals['_INGESTACK']._serialized_end=305
-  _globals['_INGEST']._serialized_start=412
-  _globals['_INGEST']._serialized_end=484
+  _globals['_INGESTREQUEST']._serialized_end=220
+  _globals['_AGENTREPORT']._serialized_start=223
+  _globals['_AGENTREPORT']._serialized_end=660
+  _globals['_INGESTACK']._serialized_start=662
+  _globals['_INGESTACK']._serialized_end=786
+  _globals['_INGEST']._serialized_start=893
+  _globals['_INGEST']._serialized_end=965
 # @@protoc_insertion_point(module_scope)

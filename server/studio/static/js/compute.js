@@ -1,4 +1,6 @@
-// Page `/compute`: every compute target with its nodes (slots, busy, connected) and its queued/active runs, live.
+// Page `/compute`: the agents' health (agents.js), then every compute target with its nodes (slots, busy,
+// connected) and its queued/active runs, live.
+import { AGENTS_POLL_MS, agentsPanel } from "./agents.js";
 import { debounce, experimentUrl, fill, fmtAgo, fmtTime, getJSON, h, liveEvents, markReady, runUrl, statusBadge } from "./util.js";
 
 /** Node heartbeats do not send events: the page also refetches this often (ms). */
@@ -7,7 +9,8 @@ export const COMPUTE_POLL_MS = 15000;
 export async function renderCompute(main) {
   document.title = "Compute · runwire studio";
   const body = h("div", { dataset: { testid: "targets" } });
-  main.replaceChildren(h("h1", {}, "Compute"), body);
+  const agents = agentsPanel();
+  main.replaceChildren(h("h1", {}, "Compute"), agents.el, body);
 
   async function load() {
     const { targets } = await getJSON("/api/v1/compute");
@@ -15,7 +18,8 @@ export async function renderCompute(main) {
     if (targets.length === 0) body.append(h("p", { class: "muted", dataset: { testid: "no-targets" } }, "No compute targets: start an agent with --target."));
   }
 
-  await load();
+  await Promise.all([load(), agents.load()]);
+  setInterval(() => agents.load().catch(() => {}), AGENTS_POLL_MS);
   const refresh = debounce(() => load().catch(() => {}), 500);
   liveEvents({ kinds: "status" }, { status: refresh, resync: refresh });
   setInterval(refresh, COMPUTE_POLL_MS);
