@@ -1,9 +1,10 @@
 """The live bus: what the collector committed, fanned out to live subscribers.
 
-`LiveBus` is the interface (an in-process implementation here; a NATS JetStream one will carry
-events between collector replicas): `publish()` takes events that are already committed (never
-before the commit) and returns at once; `subscribe()` gives a `Subscriber` with a bounded queue
-(of commits: the events one `publish()` brings are one entry; and of metric points).
+`LiveBus` is the interface (an in-process implementation here; `bus_nats.NatsBus` carries events
+between collector replicas through NATS JetStream and fans out locally through this one):
+`publish()` takes events that are already committed (never before the commit) and returns at
+once; `subscribe()` gives a `Subscriber` with a bounded queue (of commits: the events one
+`publish()` brings are one entry; and of metric points).
 Fan-out never blocks or slows the publisher: a subscriber whose queue is full stops receiving
 and, at the point of the gap, gets one `lagged` marker saying what it missed (events, points,
 runs, and for each metric series the first missed row and the number of rows), so it can
@@ -374,6 +375,34 @@ class Subscriber:
         if woke:
             self._wakeup.set()
 
+    def missed(self, events: Iterable[BusEvent] = (), unknown: int = 0) -> int:
+        """Events lost before they reached this subscriber (between collector replicas): those of
+        `events` that match (they may carry no points, only their rows), and `unknown` events whose
+        content nobody knows any more, go into a lag marker at this point of the queue. Returns
+        the events it was told of."""
+        flt = self.filter
+        q = self._queue
+        marker = q[-1] if q and isinstance(q[-1], LagMarker) else None
+        n = 0
+        for ev in events:
+            if flt.needs_resolution or flt.matches(ev):
+                if marker is None:
+                    marker = LagMarker()
+                    q.append(marker)
+                marker.add(ev)
+                n += 1
+        if unknown:
+            if marker is None:
+                marker = LagMarker()
+                q.append(marker)
+            marker.events += unknown
+            marker.kinds |= flt.kinds
+            n += unknown
+        if n:
+            self.lagged_events += n
+            self._wakeup.set()
+        return n
+
     def release(self) -> None:
         """Once the filter's scope is resolved: queue the events held meanwhile that match (each
         publish's as one entry, as if published now)."""
@@ -444,6 +473,21 @@ class LiveBus(ABC):
     @abstractmethod
     def subscriber_count(self) -> int: ...
 
+    async def start(self) -> None:  # noqa: B027 - nothing to do for most buses
+        """Connect (a bus between replicas); the collector calls it before serving."""
+
+    async def stop(self) -> None:  # noqa: B027
+        """Send what is still queued and disconnect; the collector calls it after its last commit."""
+
+    def describe(self) -> str:
+        return "in-process"
+
+    @property
+    def wants_events(self) -> bool:
+        """Whether committed events are worth building: a local subscriber, or (for a bus between
+        replicas) always, since other replicas' subscribers are not counted here."""
+        return self.subscriber_count > 0
+
     # publish helpers for the services (issues 3/4 publish log lines and files through these)
     def publish_log(self, run_id: str, path: str, lines: Sequence[str], first_line: int) -> None:
         """New lines of a run's log file, once stored."""
@@ -505,6 +549,13 @@ class InProcessBus(LiveBus):
                 sub.offer_many(events)
             if self._on_lag is not None and sub.lagged_events != before:
                 self._on_lag(sub.lagged_events - before)
+
+    def missed(self, events: Sequence[BusEvent] = (), unknown: int = 0) -> None:
+        """Tell every subscriber of events lost on their way to this process (`Subscriber.missed`)."""
+        for sub in self._subs:
+            n = sub.missed(events, unknown)
+            if n and self._on_lag is not None:
+                self._on_lag(n)
 
     def subscribe(self, flt: EventFilter) -> Subscriber:
         sub = Subscriber(flt)

@@ -96,7 +96,7 @@ class GroupCommitter:
                     future.set_exception(e)
             return
         seconds = time.perf_counter() - started
-        if self._bus is not None and self._bus.subscriber_count:
+        if self._bus is not None and self._bus.wants_events:
             # after the commit, never before: subscribers only ever see durable points
             now = time.time()
             for outcome in outcomes:

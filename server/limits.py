@@ -80,3 +80,44 @@ LOG_MESSAGE_MAX_BYTES = 1024 * 1024
 
 LOG_READ_PAGE_LINES = 65_536
 """Log lines read from the store in one read transaction when streaming a log file."""
+
+NATS_STREAM_NAME_MAX_LENGTH = 64
+"""Characters of a live bus stream name (`runwire server --bus-stream`) at most: letters, digits, '-', '_'."""
+
+NATS_PUBLISH_QUEUE_MAX_COMMITS = 10_000
+"""Commits a collector holds for the NATS live bus while NATS is slow or unreachable; beyond it (or
+`NATS_PUBLISH_QUEUE_MAX_POINTS`) commits are not sent to the other replicas, whose subscribers get a
+lag marker naming what was dropped instead."""
+
+NATS_PUBLISH_QUEUE_MAX_POINTS = 2_000_000
+"""Metric points of the commits held for the NATS live bus at most (see `NATS_PUBLISH_QUEUE_MAX_COMMITS`)."""
+
+NATS_MESSAGE_MAX_BYTES = 1024 * 1024
+"""Bytes of one live bus message at most (less when the NATS server's max_payload is smaller);
+commits that waited together go out in one message, a bigger commit in several."""
+
+NATS_PUBLISH_TIMEOUT_S = 5.0
+"""Seconds a live bus message waits for JetStream's ack before it is sent again (the same message id:
+stored once); also how long a stopping collector tries to send what it still holds."""
+
+NATS_STREAM_MAX_AGE_S = 600.0
+"""Seconds the live bus stream keeps a message: a replica that was disconnected for less gets
+everything it missed when it reconnects; for longer, its subscribers get a lag marker."""
+
+NATS_STREAM_MAX_BYTES = 1024 * 1024 * 1024
+"""Bytes the live bus stream keeps at most (the oldest messages go first)."""
+
+NATS_DUPLICATE_WINDOW_S = 120.0
+"""Seconds JetStream remembers a live bus message id (a message sent again within it is stored once)."""
+
+NATS_RECONNECT_WAIT_S = 0.5
+"""Seconds between two attempts to reach a NATS server that went away (a collector never gives up)."""
+
+NATS_CONNECT_TIMEOUT_S = 5
+"""Seconds a starting collector waits for the NATS server (`--bus`) before it stops with an error."""
+
+NATS_PING_INTERVAL_S = 5
+"""Seconds between NATS pings: a dead connection is noticed within two of them."""
+
+NATS_HEARTBEAT_S = 2.0
+"""Idle heartbeat of a replica's stream consumer (seconds)."""
