@@ -7,8 +7,9 @@ Search order for `Workspace.from_config()` with no path:
   3. `~/.runwire/config.json` (the folder is `RUNWIRE_HOME` when set), which `runwire up` writes.
 
 Environment variables override what a file says: `RUNWIRE_COLLECTOR`, `RUNWIRE_AGENT_SOCKET`,
-`RUNWIRE_TOKEN`, `RUNWIRE_STUDIO`. With no config file at all, `RUNWIRE_COLLECTOR` and
-`RUNWIRE_AGENT_SOCKET` alone are enough (as inside jobs and containers).
+`RUNWIRE_TOKEN`, `RUNWIRE_STUDIO`, `RUNWIRE_TLS_CA`, `RUNWIRE_TLS_CERT`, `RUNWIRE_TLS_KEY`. With no
+config file at all, `RUNWIRE_COLLECTOR` and `RUNWIRE_AGENT_SOCKET` alone are enough (as inside jobs
+and containers). The TLS keys of a file name PEM files; relative paths are relative to that file's folder.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ class Endpoint:
     agent_socket: str | None
     token: str | None = None
     studio: str | None = None
+    tls_ca: str | None = None
+    """PEM file of the CA of the collector's certificate: set, the client speaks TLS."""
+    tls_cert: str | None = None
+    """PEM file of the client certificate (collectors that require one: mutual TLS)."""
+    tls_key: str | None = None
+    """PEM file of the private key of `tls_cert`."""
     sdk_spool_dir: str | None = None
     workspace_name: str = DEFAULT_WORKSPACE_NAME
     subscription_id: str = "local"
@@ -82,6 +89,22 @@ def _scope_parts(scope: str) -> dict[str, str]:
     }
 
 
+def _tls_path(name: str, data: dict[str, Any], found: Path | None) -> str | None:
+    """`RUNWIRE_<NAME>` as given, else the config key (relative to the config file's folder)."""
+    env = os.environ.get(f"RUNWIRE_{name.upper()}")
+    if env:
+        return env
+    value = data.get(name)
+    if not value:
+        return None
+    if not isinstance(value, str):
+        raise UserErrorException(f"the workspace config {found}: {name} must be the path of a PEM file")
+    path = Path(value).expanduser()
+    if not path.is_absolute() and found is not None:
+        path = found.parent / path
+    return str(path)
+
+
 def load_endpoint(path: str | os.PathLike[str] | None = None, file_name: str | None = None) -> Endpoint:
     """Resolve an Endpoint from a config file (searched as above) and the environment."""
     found = find_config_file(path, file_name)
@@ -122,6 +145,9 @@ def load_endpoint(path: str | os.PathLike[str] | None = None, file_name: str | N
         agent_socket=os.environ.get("RUNWIRE_AGENT_SOCKET") or data.get("agent_socket"),
         token=os.environ.get("RUNWIRE_TOKEN") or data.get("token"),
         studio=os.environ.get("RUNWIRE_STUDIO") or data.get("studio"),
+        tls_ca=_tls_path("tls_ca", data, found),
+        tls_cert=_tls_path("tls_cert", data, found),
+        tls_key=_tls_path("tls_key", data, found),
         sdk_spool_dir=data.get("sdk_spool_dir"),
         workspace_name=data.get("workspace_name") or DEFAULT_WORKSPACE_NAME,
         subscription_id=data.get("subscription_id") or "local",

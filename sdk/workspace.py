@@ -15,11 +15,12 @@ if TYPE_CHECKING:
     from runwire.experiment import Experiment
     from runwire.run import Run
 
-_transports: dict[tuple[str, str | None, str | None], Transport] = {}
+_transports: dict[tuple[str | None, ...], Transport] = {}
 
 
 def _transport_for(endpoint: Endpoint) -> Transport:
-    key = (endpoint.collector, endpoint.agent_socket, endpoint.token)
+    e = endpoint
+    key = (e.collector, e.agent_socket, e.token, e.tls_ca, e.tls_cert, e.tls_key)
     transport = _transports.get(key)
     if transport is None:
         transport = _transports[key] = Transport(endpoint)

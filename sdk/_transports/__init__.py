@@ -12,6 +12,7 @@ from runwire import codec
 from runwire.config import Endpoint
 from runwire.v1 import compute_pb2, runs_pb2
 
+from .channel import ClientSecurity
 from .collector import CollectorClient
 from .compute import ComputeClient
 from .producer import Producer, get_producer
@@ -115,7 +116,7 @@ class Transport:
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-        self.collector = CollectorClient(endpoint.collector, endpoint.token)
+        self.collector = CollectorClient(endpoint.collector, security=ClientSecurity.from_endpoint(endpoint))
         self.compute = ComputeClient(self.collector)
 
     @property
@@ -300,7 +301,7 @@ class Transport:
         from runwire.live import Subscription, build_request
 
         request = build_request(**filters)
-        return Subscription(self.collector.channel, request, self.collector.metadata, timeout=timeout)
+        return Subscription(self.collector.channel, request, timeout=timeout)
 
     def close(self) -> None:
         self.collector.close()

@@ -1,7 +1,8 @@
 """Queries and run lifecycle calls to the collector over gRPC (never used by `run.log`).
 
-The channel is created lazily and per process: a child created by `fork()` opens its own.
-gRPC errors become runwire exceptions with the collector's message.
+The channel is created lazily and per process: a child created by `fork()` opens its own. It
+carries the client's token and TLS settings (`channel.ClientSecurity`). gRPC errors become runwire
+exceptions with the collector's message.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from runwire.exceptions import (
 from runwire.limits import MAX_GRPC_MESSAGE_BYTES
 from runwire.v1 import runs_pb2, runs_pb2_grpc
 
+from .channel import ClientSecurity, open_channel
+
 CALL_TIMEOUT_S = 60.0
 """Deadline of one query or lifecycle call to the collector."""
 
@@ -35,9 +38,9 @@ CHANNEL_OPTIONS = [
 
 
 class CollectorClient:
-    def __init__(self, address: str, token: str | None = None) -> None:
+    def __init__(self, address: str, token: str | None = None, *, security: ClientSecurity | None = None) -> None:
         self.address = address
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.security = security if security is not None else ClientSecurity(token=token)
         self._lock = threading.Lock()
         self._pid = -1
         self._channel: grpc.Channel | None = None
@@ -50,7 +53,7 @@ class CollectorClient:
                 if self._pid != os.getpid() or self._stub is None:
                     # After fork the parent's channel is left untouched (closing it would disturb
                     # the parent); the child opens its own.
-                    self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+                    self._channel = open_channel(self.address, self.security, CHANNEL_OPTIONS)
                     self._stub = runs_pb2_grpc.RunsStub(self._channel)
                     self._pid = os.getpid()
         return self._stub
@@ -62,22 +65,18 @@ class CollectorClient:
         assert self._channel is not None
         return self._channel
 
-    @property
-    def metadata(self) -> tuple:
-        return self._metadata
-
     def invoke(
         self, stub: Any, method: str, request: Any, timeout: float = CALL_TIMEOUT_S, wait_s: float = COLLECTOR_WAIT_S
     ) -> Any:
         """A unary call. Found unreachable (a collector restarting, a channel in reconnect backoff),
         it is tried once more, waiting up to `wait_s` for the collector."""
         try:
-            return getattr(stub, method)(request, timeout=timeout, metadata=self._metadata)
+            return getattr(stub, method)(request, timeout=timeout)
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.UNAVAILABLE or wait_s <= 0:
                 raise self._translate(e) from None
         try:
-            return getattr(stub, method)(request, timeout=wait_s, metadata=self._metadata, wait_for_ready=True)
+            return getattr(stub, method)(request, timeout=wait_s, wait_for_ready=True)
         except grpc.RpcError as e:
             raise self._translate(e) from None
 
@@ -86,7 +85,7 @@ class CollectorClient:
 
     def stream(self, method: str, request: Any) -> Iterator[Any]:
         try:
-            yield from getattr(self.stub, method)(request, timeout=CALL_TIMEOUT_S * 10, metadata=self._metadata)
+            yield from getattr(self.stub, method)(request, timeout=CALL_TIMEOUT_S * 10)
         except grpc.RpcError as e:
             raise self._translate(e) from None
 

@@ -312,7 +312,7 @@ def _upload_direct(client: CollectorClient, upload_id: str, run_id: str, name: s
                 yield artifacts_pb2.UploadRequest(data=data)
 
         try:
-            artifacts_stub(client).Upload(requests(), timeout=CALL_TIMEOUT_S * 60, metadata=client._metadata)
+            artifacts_stub(client).Upload(requests(), timeout=CALL_TIMEOUT_S * 60)
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.ALREADY_EXISTS:
                 raise UploadRefused(e.details(), conflict=True) from None
@@ -359,13 +359,13 @@ def _download_stream(client: CollectorClient, request) -> Iterator[artifacts_pb2
     """The Download stream; found unreachable before its first message, tried once more waiting
     for the collector (up to COLLECTOR_WAIT_S)."""
     stub = artifacts_stub(client)
-    stream = stub.Download(request, timeout=CALL_TIMEOUT_S * 60, metadata=client._metadata)
+    stream = stub.Download(request, timeout=CALL_TIMEOUT_S * 60)
     try:
         first = next(stream, None)
     except grpc.RpcError as e:
         if e.code() != grpc.StatusCode.UNAVAILABLE:
             raise
-        stream = stub.Download(request, timeout=CALL_TIMEOUT_S * 60, metadata=client._metadata, wait_for_ready=True)
+        stream = stub.Download(request, timeout=CALL_TIMEOUT_S * 60, wait_for_ready=True)
         first = next(stream, None)
     if first is None:
         return
@@ -397,7 +397,7 @@ def upload_blob(client: CollectorClient, path: Path, size: int, sha256: str) -> 
                 yield artifacts_pb2.UploadRequest(data=data)
 
     try:
-        artifacts_stub(client).Upload(requests(), timeout=CALL_TIMEOUT_S * 10, metadata=client._metadata)
+        artifacts_stub(client).Upload(requests(), timeout=CALL_TIMEOUT_S * 10)
     except grpc.RpcError as e:
         raise client._translate(e) from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 
 from runwire import frames
@@ -25,7 +26,15 @@ def endpoint_from_args(args: argparse.Namespace) -> Endpoint:
         try:
             endpoint = load_endpoint()
         except Exception:
-            endpoint = Endpoint(collector=args.collector, agent_socket=None)
+            env = os.environ.get
+            endpoint = Endpoint(
+                collector=args.collector,
+                agent_socket=None,
+                token=env("RUNWIRE_TOKEN") or None,
+                tls_ca=env("RUNWIRE_TLS_CA") or None,
+                tls_cert=env("RUNWIRE_TLS_CERT") or None,
+                tls_key=env("RUNWIRE_TLS_KEY") or None,
+            )
     else:
         endpoint = load_endpoint(args.config)
     if args.collector:

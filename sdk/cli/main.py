@@ -66,8 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    from runwire._transports.channel import ClientSecurityError
+
     try:
         return int(args._run(args) or 0)
+    except ClientSecurityError as e:  # token or TLS settings that cannot work (names the setting or file)
+        print(f"runwire {args.command}: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

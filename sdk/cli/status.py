@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from runwire._transports.channel import ClientSecurity
 from runwire._transports.collector import CollectorClient
 from runwire._transports.sdk_spool import orphan_spools
 from runwire.cli._common import add_endpoint_arguments, agent_status, endpoint_from_args
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     endpoint = endpoint_from_args(args)
     report: dict = {"config": endpoint.config_path, "collector": {"address": endpoint.collector}}
     ok = True
-    client = CollectorClient(endpoint.collector, endpoint.token)
+    client = CollectorClient(endpoint.collector, security=ClientSecurity.from_endpoint(endpoint))
     try:
         st = client.status()
         report["collector"].update(

@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 
 from runwire import codec, frames
+from runwire._transports.channel import ClientSecurity, open_channel
 from runwire._transports.collector import CHANNEL_OPTIONS
 from runwire._transports.sdk_spool import orphan_spools, read_records
 from runwire.cli._common import add_endpoint_arguments, endpoint_from_args
@@ -35,7 +36,7 @@ def _batches(path: Path) -> list[metrics_pb2.Batch]:
     return out
 
 
-def deliver(path: Path, collector: str, token: str | None) -> tuple[int, int, list[str]]:
+def deliver(path: Path, collector: str, security: ClientSecurity | None = None) -> tuple[int, int, list[str]]:
     """Send one spool file; return (batches, points, rejection reasons)."""
     batches = _batches(path)
     if not batches:
@@ -50,12 +51,11 @@ def deliver(path: Path, collector: str, token: str | None) -> tuple[int, int, li
             ingest_pb2.IngestRequest(agent_id=agent_id, seq=seq, codec=ingest_pb2.CODEC_ZSTD, payload=payload,
                                      batch_count=len(group), point_count=points)
         )  # fmt: skip
-    metadata = (("authorization", f"Bearer {token}"),) if token else ()
     rejected: list[str] = []
-    with grpc.insecure_channel(collector, options=CHANNEL_OPTIONS) as channel:
+    with open_channel(collector, security, CHANNEL_OPTIONS) as channel:
         stub = ingest_pb2_grpc.IngestStub(channel)
         acked = 0
-        for ack in stub.Ingest(iter(requests), timeout=SYNC_TIMEOUT_S, metadata=metadata):
+        for ack in stub.Ingest(iter(requests), timeout=SYNC_TIMEOUT_S):
             acked += 1
             if ack.status == ingest_pb2.ACK_STATUS_REJECTED:
                 rejected.append(ack.reason)
@@ -73,10 +73,11 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         print(f"runwire sync: nothing to deliver in {folder}")
         return 0
+    security = ClientSecurity.from_endpoint(endpoint)
     failed = 0
     for path in files:
         try:
-            batches, points, rejected = deliver(path, endpoint.collector, endpoint.token)
+            batches, points, rejected = deliver(path, endpoint.collector, security)
         except (grpc.RpcError, ConnectionError, frames.FrameError) as e:
             failed += 1
             detail = e.details() if isinstance(e, grpc.RpcError) else str(e)
