@@ -19,10 +19,11 @@ from runwire._runtime import format_hostport, is_loopback, parse_hostport
 from runwire.server import limits as server_limits
 from runwire.server.artifacts import ARTIFACTS_SERVICE_NAME, ArtifactsService, add_artifacts_servicer
 from runwire.server.blobstore import ArtifactStore, LocalArtifactStore
-from runwire.server.bus import InProcessBus, LiveBus
+from runwire.server.bus import LiveBus
+from runwire.server.bus_nats import make_bus
 from runwire.server.committer import GroupCommitter
 from runwire.server.compute import COMPUTE_SERVICE_NAME, ComputeService, add_compute_service
-from runwire.server.dispatch import Dispatcher
+from runwire.server.dispatch import Dispatcher, Peers
 from runwire.server.http import build_app
 from runwire.server.ingest import IngestService
 from runwire.server.live import LiveService, add_live_service
@@ -68,6 +69,10 @@ class CollectorConfig:
     log_level: str = "info"
     lease_ttl: float = server_limits.LEASE_TTL_S
     """Seconds a node's leases outlive its last heartbeat (`--lease-ttl`)."""
+    bus: str | None = None
+    """The live bus between replicas (`--bus nats://HOST:PORT[?stream=NAME]`); None: in-process."""
+    bus_stream: str | None = None
+    """The NATS JetStream stream (and subject prefix) of the bus (`--bus-stream`)."""
 
 
 class Collector:
@@ -80,7 +85,7 @@ class Collector:
         self.telemetry = Telemetry()
         self.blobs: ArtifactStore | None = blobs
         self._artifacts: ArtifactsService | None = None
-        self.live: LiveBus = InProcessBus(on_lag=self.telemetry.live_lagged)
+        self.live: LiveBus = make_bus(config.bus, config.bus_stream, on_lag=self.telemetry.live_lagged)
         self.telemetry.watch_live_subscribers(lambda: self.live.subscriber_count)
         """The live bus: committed events go to subscribers (`publish_log`/`publish_file` for logs and files)."""
         self.grpc_address: str | None = None
@@ -94,6 +99,7 @@ class Collector:
         self.dispatcher: Dispatcher | None = None
         self._decode_pool: ThreadPoolExecutor | None = None
         self._store_open = False
+        self._bus_started = False
         self._started = 0.0
 
     async def start(self) -> None:
@@ -103,7 +109,10 @@ class Collector:
             await self.store.open()
             self._store_open = True
             self._decode_pool = ThreadPoolExecutor(server_limits.DECODE_THREADS, thread_name_prefix="runwire-decode")
-            self.dispatcher = Dispatcher(self.store, self.live, lease_ttl=self.config.lease_ttl)
+            await self.live.start()
+            self._bus_started = True
+            peers = self.live if isinstance(self.live, Peers) else None
+            self.dispatcher = Dispatcher(self.store, self.live, lease_ttl=self.config.lease_ttl, peers=peers)
             self.dispatcher.start()
             self._committer = GroupCommitter(
                 self.store, self.telemetry, self.live, on_leases_ended=self.dispatcher.leases_ended
@@ -122,6 +131,7 @@ class Collector:
                     "grpc": self.grpc_address,
                     "http": self.http_address or "off",
                     "store": self.store.describe(),
+                    "bus": self.live.describe(),
                     "version": version(),
                 }
             },
@@ -202,6 +212,9 @@ class Collector:
         if self._committer is not None:
             await self._committer.stop()
             self._committer = None
+        if self._bus_started:
+            await self.live.stop()  # after the last commit: what it published still goes out
+            self._bus_started = False
         self.dispatcher = None
         if self._decode_pool is not None:
             self._decode_pool.shutdown(wait=False, cancel_futures=True)

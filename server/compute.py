@@ -100,7 +100,7 @@ class ComputeService(compute_pb2_grpc.ComputeServicer):
             "run submitted",
             extra={"fields": {"run_id": record.run_id, "experiment": record.experiment_name, "target": record.target}},
         )
-        self._dispatcher.kick(record.target)
+        self._dispatcher.job_queued(record.target)
         return run_info(record)
 
     @refusals

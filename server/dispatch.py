@@ -11,6 +11,12 @@ slots (ties: the one leased to least recently) gets the target's oldest queued j
 Leases live while their node's heartbeats arrive (`nodes.last_seen` in the store). A sweeper
 releases the leases of nodes silent for the lease TTL; a node that reconnects says which leases
 it still runs, and the others it held are released at once.
+
+With several collector replicas (`Peers`: the NATS live bus), a node's stream is open on one of
+them only: a job queued, a lease ended or released elsewhere is announced so that every replica
+runs a grant pass for its target at once, and a cancel on a replica the node is not connected to
+reaches the one it is connected to (which reads the lease back from the store before telling the
+node). Heartbeats (every `NODE_HEARTBEAT_S`) repair what a lost announcement would have done.
 """
 
 from __future__ import annotations
@@ -18,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from runwire.server import limits as server_limits
 from runwire.server.bus import LiveBus, status_event
@@ -40,6 +46,15 @@ log = logging.getLogger(__name__)
 
 STALE_LEASE_REASON = "the lease is no longer this node's (it was released, or its run finished)"
 CANCEL_REASON = "the run was canceled"
+
+
+@runtime_checkable
+class Peers(Protocol):
+    """The other collector replicas (`bus_nats.NatsBus`): best-effort messages to all of them."""
+
+    def announce(self, message: dict) -> None: ...
+
+    def listen(self, callback: Callable[[dict], None]) -> None: ...
 
 
 class NodeSession:
@@ -95,11 +110,18 @@ def cancel_message(lease_id: str, run_id: str, reason: str, canceled: bool) -> c
 
 
 class Dispatcher:
-    def __init__(self, store: Store, bus: LiveBus | None = None, lease_ttl: float = server_limits.LEASE_TTL_S) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: LiveBus | None = None,
+        lease_ttl: float = server_limits.LEASE_TTL_S,
+        peers: Peers | None = None,
+    ) -> None:
         if lease_ttl <= 0:
             raise ValueError(f"the lease TTL must be positive, not {lease_ttl}")
         self._store = store
         self._bus = bus
+        self._peers = peers
         self.lease_ttl = lease_ttl
         self._sessions: dict[str, NodeSession] = {}
         self._granting: dict[str, asyncio.Task[None]] = {}
@@ -112,6 +134,8 @@ class Dispatcher:
 
     def start(self) -> None:
         self._started = time.time()
+        if self._peers is not None:
+            self._peers.listen(self._on_peer)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="runwire-lease-sweeper")
 
     async def stop(self) -> None:
@@ -220,18 +244,29 @@ class Dispatcher:
 
     def cancel(self, job: JobRecord) -> bool:
         """Tell the node holding `job`'s lease to stop it (the run was canceled); False when that
-        node is not connected here (it is told at its next heartbeat wherever it is connected)."""
+        node is not connected here (the other replicas are told, and the node hears it at its next
+        heartbeat wherever it is connected in any case)."""
+        if job.state != JOB_LEASED:
+            return False
         session = self._sessions.get(job.node_id)
-        if session is None or job.state != JOB_LEASED:
+        if session is None:
+            self._announce({"op": "cancel", "lease_id": job.lease_id, "node_id": job.node_id})
             return False
         session.cancels_sent.add(job.lease_id)
         session.send(cancel_message(job.lease_id, job.run_id, CANCEL_REASON, True))
         return True
 
+    def job_queued(self, target: str) -> None:
+        """A job was queued for `target`: a grant pass here and on every other replica."""
+        self.kick(target)
+        self._announce({"op": "kick", "target": target})
+
     def leases_ended(self, leases: Iterable[EndedLease]) -> None:
-        """Leases ended by committed status changes: their nodes have a slot free again."""
+        """Leases ended by committed status changes: their nodes have a slot free again (wherever
+        they are connected)."""
         for target in {lease.target for lease in leases}:
             self.kick(target)
+            self._announce({"op": "kick", "target": target})
 
     def kick(self, target: str) -> None:
         """Run a grant pass for `target` soon (one at a time per target; a kick during a pass runs
@@ -313,6 +348,8 @@ class Dispatcher:
             session.cancels_sent.add(job.lease_id)
             session.send(cancel_message(job.lease_id, job.run_id, "the lease was lost: " + reason, False))
         self.kick(job.target)
+        if released.requeued:
+            self._announce({"op": "kick", "target": job.target})
         return released
 
     # --- the sweeper ---------------------------------------------------------------------------------
@@ -346,6 +383,34 @@ class Dispatcher:
                 raise
             except Exception:
                 log.exception("lease sweep failed")
+
+    # --- other replicas ----------------------------------------------------------------------------
+
+    def _announce(self, message: dict) -> None:
+        if self._peers is not None:
+            self._peers.announce(message)
+
+    def _on_peer(self, message: dict) -> None:
+        """What another replica announced (`Peers.listen`)."""
+        op = message.get("op")
+        if op == "kick":
+            target = message.get("target")
+            if isinstance(target, str) and any(s.target == target for s in self._sessions.values()):
+                self.kick(target)
+        elif op == "cancel":
+            lease_id, node_id = message.get("lease_id"), message.get("node_id")
+            if isinstance(lease_id, str) and isinstance(node_id, str) and node_id in self._sessions:
+                self._spawn(self._cancel_for_peer(lease_id))
+
+    async def _cancel_for_peer(self, lease_id: str) -> None:
+        """Another replica canceled a run whose node is connected here: the store says whether the
+        lease is still this node's and canceled (never trust the message alone)."""
+        job = (await self._store.jobs_by_lease([lease_id])).get(lease_id)
+        if job is None or not job.cancel_requested or job.lease_id != lease_id:
+            return
+        session = self._sessions.get(job.node_id)
+        if session is not None and lease_id not in session.cancels_sent and self.cancel(job):
+            log.info("run cancel from another replica", extra={"fields": {"run_id": job.run_id, "lease_id": lease_id}})
 
     # --- helpers -------------------------------------------------------------------------------------
 

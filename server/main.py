@@ -10,11 +10,13 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 
 from runwire._runtime import default_data_dir, parse_hostport, run_async, setup_logging, write_ready_file
 from runwire.server import limits as server_limits
 from runwire.server.app import Collector, CollectorConfig
+from runwire.server.bus_nats import check_stream_name, parse_bus
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,21 @@ def _positive_seconds(value: str) -> float:
     if not seconds > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {value}")
     return seconds
+
+
+def _bus(value: str) -> str | None:
+    try:
+        parse_bus(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return None if value == "inprocess" else value
+
+
+def _bus_stream(value: str) -> str:
+    try:
+        return check_stream_name(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _http_listen(value: str) -> str | None:
@@ -82,6 +99,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "queued again and a running one fails (default: %(default)s)",
     )
     parser.add_argument(
+        "--bus",
+        type=_bus,
+        default=None,
+        metavar="URL",
+        help="live bus between collector replicas: nats://HOST:PORT[?stream=NAME] (NATS with JetStream), "
+        "or 'inprocess' (default: inprocess, a single collector)",
+    )
+    parser.add_argument(
+        "--bus-stream",
+        type=_bus_stream,
+        default=None,
+        metavar="NAME",
+        help="JetStream stream (and subject prefix) of the NATS bus; every replica of one deployment uses "
+        "the same (default: RUNWIRE, or the URL's ?stream=)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -92,12 +125,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the collector until SIGINT or SIGTERM; the process exit code."""
     setup_logging(args.log_level)
+    if args.bus_stream is not None and args.bus is None:
+        print("runwire server: --bus-stream needs --bus nats://HOST:PORT", file=sys.stderr, flush=True)
+        return 2
     config = CollectorConfig(
         data_dir=args.data_dir,
         grpc_listen=args.grpc_listen,
         http_listen=args.http_listen,
         log_level=args.log_level,
         lease_ttl=args.lease_ttl,
+        bus=args.bus,
+        bus_stream=args.bus_stream,
     )
     return run_async(_serve(config, args.ready_file))
 
