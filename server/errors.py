@@ -34,6 +34,28 @@ class FailedPrecondition(CollectorError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class Unauthenticated(CollectorError):
+    """No token, or one that is malformed, unknown, wrong or revoked (HTTP 401)."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(CollectorError):
+    """A valid token whose scope or experiment restriction does not cover the request (HTTP 403)."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class ResourceExhausted(CollectorError):
+    """A token over its rate limit (HTTP 429, with Retry-After)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 async def refuse(context: grpc.aio.ServicerContext, rpc: str, e: Exception) -> None:
     """Abort the RPC: a `CollectorError` with its status code and message, anything else as INTERNAL
     (logged with its traceback). Never returns: `context.abort` raises."""

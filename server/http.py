@@ -9,6 +9,9 @@ from aiohttp import web
 from google.protobuf import json_format
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from runwire.server import limits as server_limits
+from runwire.server.auth.guard import Guard
+from runwire.server.auth.http_gate import auth_middleware, body_limit
 from runwire.server.studio.context import StudioContext
 from runwire.server.studio.pages import add_page_routes
 from runwire.server.telemetry import Telemetry
@@ -19,8 +22,10 @@ def build_app(
     telemetry: Telemetry,
     status: Callable[[], Awaitable[runs_pb2.CollectorStatus]],
     studio: StudioContext | None = None,
+    guard: Guard | None = None,
 ) -> web.Application:
-    """The HTTP app; with `studio`, the web studio too (its JSON API under /api/v1, ...)."""
+    """The HTTP app; with `studio`, the web studio too (its JSON API under /api/v1, ...); with `guard`
+    (auth on), every request but /healthz, the login page and static files needs a token."""
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -39,8 +44,13 @@ def build_app(
             )
         )
 
-    app = web.Application()
+    middlewares = [body_limit] if guard is None else [body_limit, auth_middleware(guard)]
+    app = web.Application(client_max_size=server_limits.MAX_HTTP_BODY_BYTES, middlewares=middlewares)
     app.router.add_get("/healthz", healthz)
+    if guard is not None:
+        from runwire.server.auth.login import add_login_routes
+
+        add_login_routes(app, guard)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", api_status)
     if studio is not None:

@@ -81,6 +81,25 @@ LOG_MESSAGE_MAX_BYTES = 1024 * 1024
 LOG_READ_PAGE_LINES = 65_536
 """Log lines read from the store in one read transaction when streaming a log file."""
 
+AUTH_CACHE_TTL_S = 5.0
+"""Seconds the collector keeps a token looked up from its store: a new or revoked token takes effect
+in a running collector within this time (no restart)."""
+
+AUTH_CACHE_MAX_ENTRIES = 10_000
+"""Token ids (valid or not) whose lookup the collector keeps at most; beyond it the cache starts over."""
+
+RATE_LIMIT_PER_S = 200.0
+"""Default calls per second one token may make (`runwire server --rate-limit`): gRPC calls (a stream
+counts once, when it opens) and HTTP requests together, refilled continuously (token bucket)."""
+
+RATE_LIMIT_BURST = 2_000
+"""Default calls one token may make at once beyond its rate (`runwire server --rate-burst`): the size
+of its bucket."""
+
+MAX_HTTP_BODY_BYTES = 64 * 1024
+"""Largest HTTP request body the collector reads (the HTTP API only reads; the login form is the
+biggest body it takes); a larger one answers 413."""
+
 NATS_STREAM_NAME_MAX_LENGTH = 64
 """Characters of a live bus stream name (`runwire server --bus-stream`) at most: letters, digits, '-', '_'."""
 

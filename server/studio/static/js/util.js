@@ -61,6 +61,10 @@ export class ApiError extends Error {
 /** GET a JSON document from the API; throws ApiError on 4xx/5xx. */
 export async function getJSON(url, { signal } = {}) {
   const response = await fetch(url, { headers: { Accept: "application/json" }, signal });
+  if (response.status === 401) {
+    // the login cookie is missing, expired or revoked: log in again, then come back here
+    location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+  }
   if (!response.ok) {
     let code = String(response.status);
     let message = response.statusText;
