@@ -241,7 +241,6 @@ class Connection:
         reader = self.reader
         max_bytes = receiver.max_frame_bytes
         while True:
-            await batcher.wait_room()  # backpressure: a full spool stops reading
             body = await read_frame(reader, max_bytes)
             if body is None:
                 log.info("client disconnected", extra={"fields": self._fields()})
@@ -251,6 +250,9 @@ class Connection:
             if kind == "batch":
                 if self.producer_id is None:
                     raise ProtocolError("batch before hello")
+                # Backpressure: while the spool is full this connection is not read further (its SDK
+                # keeps what it logs); status queries and other connections' frames still are.
+                await batcher.wait_room()
                 batch = frame.batch
                 points = validate_batch(batch, self.producer_id)
                 data = raw_batch(body)

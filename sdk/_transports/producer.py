@@ -62,6 +62,24 @@ class FlushTimeout(Exception):
     pass
 
 
+def max_unacked_bytes() -> int:
+    """`SDK_MAX_UNACKED_BYTES`, or the environment's RUNWIRE_SDK_MAX_UNACKED_BYTES (bytes, at least 1)."""
+    raw = os.environ.get("RUNWIRE_SDK_MAX_UNACKED_BYTES")
+    if not raw:
+        return SDK_MAX_UNACKED_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"RUNWIRE_SDK_MAX_UNACKED_BYTES must be a positive number of bytes, got {raw!r}")
+    return value
+
+
+class _Refused(ConnectionError):
+    """The agent answered the handshake with an ErrorFrame (e.g. its peer check refused this uid)."""
+
+
 class _Flush:
     __slots__ = ("done", "sent", "target_seq", "token")
 
@@ -78,6 +96,7 @@ class Producer:
     def __init__(self, socket_path: str | None, spool_dir: Path) -> None:
         self.socket_path = socket_path
         self.spool_dir = spool_dir
+        self.max_unacked_bytes = max_unacked_bytes()
         self.scalars: list = []  # SCALAR_FIELDS items per point
         self.others: list[_batching.OtherEntry] = []
         self.descriptions: dict[tuple[str, str], str] = {}
@@ -108,10 +127,13 @@ class Producer:
         self._connect_after = 0.0
         self._backoff = 0.05
         self._unreachable_since: float | None = None
+        self._denied = False  # the agent refused this process (socket permissions or its peer check)
         self._closing = False
         self._stopped = False
         self.last_error: str | None = None
         self.points_sent = 0
+        self.points_spooled = 0  # points written to the SDK spool (agent unreachable, or at its spool cap)
+        self.batches_spooled = 0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -194,10 +216,10 @@ class Producer:
                     break
                 if (
                     self._unreachable_since is not None
-                    and now - self._unreachable_since > AGENT_UNREACHABLE_GRACE_S
+                    and (self._denied or now - self._unreachable_since > AGENT_UNREACHABLE_GRACE_S)
                     and not self._unacked_in_flight()
                 ):
-                    break
+                    break  # a refusal will not go away by waiting: say so at once
                 if now >= deadline:
                     break
                 self._cond.wait(min(0.5, deadline - now))
@@ -257,6 +279,8 @@ class Producer:
                 "unacked_batches": len(self._unacked),
                 "spooled_batches": self._spool.records,
                 "spool_path": str(self._spool.path),
+                "points_spooled_total": self.points_spooled,
+                "batches_spooled_total": self.batches_spooled,
                 "next_seq": self._next_seq,
                 "last_error": self.last_error,
             }
@@ -354,16 +378,22 @@ class Producer:
             self._next_seq += 1
         batch = metrics_pb2.Batch(producer_id=self.producer_id, seq=seq, metrics=group)
         frame = frames.pack(frames_pb2.ClientFrame(batch=batch))
-        self.points_sent += sum(mp.count for mp in group)
+        points = sum(mp.count for mp in group)
+        self.points_sent += points
         with self._cond:
-            direct = self._sock is not None and not self._spool.records and self._unacked_bytes < SDK_MAX_UNACKED_BYTES
+            direct = self._sock is not None and not self._spool.records and self._unacked_bytes < self.max_unacked_bytes
             if direct:
                 self._unacked[seq] = frame
                 self._unacked_bytes += len(frame)
         if direct:
             self._send(frame)
         else:
+            if not self._spool.records:
+                why = "the agent is unreachable" if self._sock is None else "the agent is not taking data (spool cap)"
+                log.info("runwire: %s; keeping logged points in %s until it takes them", why, self._spool.path)
             self._spool.append(seq, frame)
+            self.points_spooled += points
+            self.batches_spooled += 1
 
     def _claim_frames(self, run_ids: list[str]) -> bytes:
         out = bytearray()
@@ -382,7 +412,7 @@ class Producer:
 
     def _pump_spool(self) -> None:
         """Move spooled batches onto the socket, a slice at a time, while the agent keeps up."""
-        while self._spool.records and self._unacked_bytes < SDK_MAX_UNACKED_BYTES:
+        while self._spool.records and self._unacked_bytes < self.max_unacked_bytes:
             records = self._spool.read_next(SPOOL_PUMP_SLICE_BYTES)
             with self._cond:
                 for seq, frame in records:
@@ -423,20 +453,29 @@ class Producer:
             hello = frames_pb2.Hello(
                 protocol_version=PROTOCOL_VERSION, producer_id=self.producer_id, pid=os.getpid(), client=CLIENT_NAME
             )
-            sock.sendall(frames.pack(frames_pb2.ClientFrame(hello=hello)))
+            try:
+                sock.sendall(frames.pack(frames_pb2.ClientFrame(hello=hello)))
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the agent refused us before reading: its ErrorFrame, read below, says why
             reader = frames.SocketReader(sock)
             body = reader.read()
             if body is None:
                 raise ConnectionError("the agent closed the connection during the handshake")
             reply = frames.parse_agent_frame(body)
             if reply.WhichOneof("body") == "error":
-                raise ConnectionError(f"the agent refused the connection: {reply.error.reason}")
+                raise _Refused(f"the agent refused the connection: {reply.error.reason}")
             if reply.WhichOneof("body") != "hello_ack":
                 raise ConnectionError("the agent answered the handshake with something else")
             sock.setblocking(False)
         except (OSError, frames.FrameError) as e:
             sock.close()
-            self._unreachable(f"cannot reach the agent at {self.socket_path}: {e}")
+            denied = isinstance(e, (PermissionError, _Refused))
+            hint = ""
+            if isinstance(e, PermissionError):
+                hint = (
+                    " (the agent's socket admits only the agent's user, or the group of `runwire agent --socket-group`)"
+                )
+            self._unreachable(f"cannot reach the agent at {self.socket_path}: {e}{hint}", denied=denied)
             return
         with self._cond:
             self._sock = sock
@@ -455,8 +494,9 @@ class Producer:
                 f.sent = False
         self._write_some()
 
-    def _unreachable(self, reason: str) -> None:
+    def _unreachable(self, reason: str, denied: bool = False) -> None:
         with self._cond:
+            self._denied = denied
             if self.last_error != reason:
                 log.debug(reason)
             self.last_error = reason

@@ -74,7 +74,7 @@ export function agentsPanel() {
   const body = h("tbody", {});
   const el = h(
     "section",
-    { class: "card", dataset: { testid: "agents" } },
+    { class: "card agents", dataset: { testid: "agents" } },
     h("h2", {}, "Agents"),
     h(
       "p",
