@@ -50,8 +50,11 @@ def agent_status(path: str) -> frames_pb2.AgentStatus:
         s.settimeout(AGENT_QUERY_TIMEOUT_S)
         s.connect(path)
         hello = frames_pb2.Hello(protocol_version=PROTOCOL_VERSION, producer_id="cli-status", client="runwire-cli")
-        s.sendall(frames.pack(frames_pb2.ClientFrame(hello=hello)))
-        s.sendall(frames.pack(frames_pb2.ClientFrame(status=frames_pb2.StatusRequest())))
+        try:
+            s.sendall(frames.pack(frames_pb2.ClientFrame(hello=hello)))
+            s.sendall(frames.pack(frames_pb2.ClientFrame(status=frames_pb2.StatusRequest())))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the agent refused us before reading: its ErrorFrame, read below, says why
         reader = frames.SocketReader(s)
         while True:
             body = reader.read()

@@ -21,6 +21,34 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
+def _size(n: int) -> str:
+    """Bytes in binary units: 1.2 GiB, 512 KiB."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+CAP_POLICY = "policy: SDKs keep their points in their own spool until there is room"
+
+
+def spool_line(a: dict) -> str:
+    """`spool 1.2 GiB of 10.0 GiB (12%), peak 3.1 GiB, full 3× for 41 s — policy: …`"""  # noqa: RUF002
+    cap = a["spool_max_bytes"]
+    pct = 100 * a["spool_bytes"] / cap if cap else 0.0
+    text = f"spool {_size(a['spool_bytes'])} of {_size(cap)} ({pct:.0f}%), peak {_size(a['spool_peak_bytes'])}, "
+    if a["spool_full_count"]:
+        text += f"full {a['spool_full_count']}× for {a['spool_full_seconds']:.0f} s"  # noqa: RUF001
+    else:
+        text += "never full"
+    if a["spool_full"]:
+        text += " — FULL NOW: not reading from SDKs"
+    text += f" — {CAP_POLICY}"
+    return text
+
+
 def run(args: argparse.Namespace) -> int:
     endpoint = endpoint_from_args(args)
     report: dict = {"config": endpoint.config_path, "collector": {"address": endpoint.collector}}
@@ -48,7 +76,11 @@ def run(args: argparse.Namespace) -> int:
                 lag_s=round(a.oldest_unacked_age_seconds, 3), batches_received=a.batches_received,
                 points_received=a.points_received, frames_rejected=a.frames_rejected, pid=a.pid,
                 uptime_s=round(a.uptime_seconds, 1), uploads_pending=a.uploads_pending,
-                uploads_bytes=a.uploads_bytes, files_committed=a.files_committed,
+                uploads_bytes=a.uploads_bytes, files_committed=a.files_committed, spool_max_bytes=a.spool_max_bytes,
+                spool_full=a.spool_full, spool_full_count=a.spool_full_count,
+                spool_full_seconds=round(a.spool_full_seconds, 3), spool_peak_bytes=a.spool_peak_bytes,
+                spool_corrupt_records=a.spool_corrupt_records, collector_down_s=round(a.collector_down_seconds, 3),
+                socket_mode=f"{a.socket_mode:04o}", socket_group=a.socket_group or None,
             )  # fmt: skip
         except Exception as e:
             ok = False
@@ -74,10 +106,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"collector  DOWN  {c['address']}: {c['error']}")
     if a.get("up"):
-        link = "connected" if a["collector_connected"] else "NOT connected"
-        print(f"agent      up    {a['socket']}  clients={a['clients']}  collector {a['collector']} {link}")
-        print(f"           spool {a['spool_records']} records ({_mb(a['spool_bytes'])}), lag {a['lag_s']} s, "
+        link = "connected" if a["collector_connected"] else f"NOT connected for {a['collector_down_s']:.0f} s"
+        access = f"socket {a['socket_mode']}" + (f" group {a['socket_group']}" if a["socket_group"] else "")
+        print(f"agent      up    {a['socket']}  ({access})  clients={a['clients']}  collector {a['collector']} {link}")
+        print(f"           {spool_line(a)}")
+        print(f"           {a['spool_records']} records waiting, lag {a['lag_s']} s, "
               f"received {a['points_received']} points, rejected {a['frames_rejected']} frames")  # fmt: skip
+        if a["spool_corrupt_records"]:
+            print(f"           CORRUPT spool records skipped: {a['spool_corrupt_records']} (see the agent's log)")
         print(f"           files {a['uploads_pending']} waiting for upload ({_mb(a['uploads_bytes'])}), "
               f"{a['files_committed']} uploaded")  # fmt: skip
     else:
