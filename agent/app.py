@@ -18,6 +18,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from runwire._transports.channel import ClientSecurity
 from runwire.agent.batcher import Batcher
 from runwire.agent.metrics import AgentStats, make_registry
 from runwire.agent.receiver import Receiver
@@ -67,10 +68,18 @@ class AgentConfig:
     keep_job_dirs: bool = False  # keep jobs' working folders after they end
     job_cancel_grace_s: float = JOB_CANCEL_GRACE_S  # SIGTERM -> SIGKILL of a stopped job
     heartbeat_s: float = NODE_HEARTBEAT_S
+    tls_ca: str | None = None  # --tls-ca: the collector speaks TLS, signed by this CA (PEM)
+    tls_cert: str | None = None  # --tls-cert / --tls-key: this agent's client certificate (mutual TLS)
+    tls_key: str | None = None
 
     def __post_init__(self) -> None:
         self.socket_path = Path(self.socket_path)
         self.spool_dir = Path(self.spool_dir)
+
+    @property
+    def security(self) -> ClientSecurity:
+        """Token and TLS of every channel to the collector (ingest, uploads, work, snapshots), and of jobs."""
+        return ClientSecurity(self.token, self.tls_ca, self.tls_cert, self.tls_key)
 
 
 def stable_agent_id(spool_dir: Path) -> str:
@@ -138,7 +147,7 @@ class Agent:
         self.sender = Sender(
             self.spool,
             cfg.collector,
-            token=cfg.token,
+            security=cfg.security,
             stats=self.stats,
             backoff=Backoff(*cfg.backoff) if cfg.backoff else None,
         )
@@ -146,8 +155,8 @@ class Agent:
         self.uploads = Uploads(
             cfg.spool_dir / UPLOADS_DIR,
             cfg.collector,
-            token=cfg.token,
             backoff=Backoff(*cfg.backoff) if cfg.backoff else None,
+            security=cfg.security,
         )
         await self.uploads.start()
         self.reporter = Reporter(self.batcher, self.spool, self.agent_id)
@@ -204,7 +213,7 @@ class Agent:
                 spool_dir=cfg.spool_dir.absolute(),
                 collector=cfg.collector,
                 socket_path=cfg.socket_path.absolute(),
-                token=cfg.token,
+                security=cfg.security,
                 keep_job_dirs=cfg.keep_job_dirs,
                 cancel_grace_s=cfg.job_cancel_grace_s,
                 log_batch_delay_s=cfg.batch_delay_s,
@@ -218,7 +227,7 @@ class Agent:
             cfg.collector,
             self.agent_id,
             self.runner,
-            token=cfg.token,
+            security=cfg.security,
             backoff=Backoff(*cfg.backoff) if cfg.backoff else None,
             heartbeat_s=cfg.heartbeat_s,
         )

@@ -21,6 +21,7 @@ from runwire._runtime import (
 )
 from runwire.agent.app import AGENT_STOP_GRACE_S, Agent, AgentConfig
 from runwire.agent.receiver import AgentAlreadyRunning
+from runwire.agent.security import add_security_arguments, security_from_args
 from runwire.agent.spool import FSYNC_MODES, SPOOL_MAX_BYTES_DEFAULT
 from runwire.limits import AGENT_BATCH_MAX_DELAY_S, JOB_CANCEL_GRACE_S
 
@@ -77,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=SPOOL_MAX_BYTES_DEFAULT,
         help="unacknowledged spool bytes at which the agent stops reading from SDK sockets (e.g. 500M, 10G)",
     )
-    parser.add_argument("--token", default=None, help="bearer token for the collector (default: $RUNWIRE_TOKEN)")
+    add_security_arguments(parser)
     parser.add_argument("--agent-id", default=None, help="agent id (default: a stable id kept in the spool folder)")
     parser.add_argument("--ready-file", default=None, help="write a JSON file with the bound addresses once listening")
     parser.add_argument("--http-listen", default=None, help="HOST:PORT serving /metrics and /healthz (off by default)")
@@ -109,6 +110,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         raise ValueError("--job-cancel-grace must not be negative")
     if args.compute_target is not None and not args.compute_target.strip():
         raise ValueError("--compute-target must not be empty")
+    security = security_from_args(args)
     http = None
     if args.http_listen:
         http = parse_hostport(args.http_listen)
@@ -117,7 +119,10 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         spool_dir=Path(args.spool_dir).expanduser(),
         collector=args.collector,
         agent_id=args.agent_id or None,
-        token=args.token or os.environ.get("RUNWIRE_TOKEN") or None,
+        token=security.token,
+        tls_ca=security.tls_ca,
+        tls_cert=security.tls_cert,
+        tls_key=security.tls_key,
         batch_delay_s=args.batch_delay_ms / 1000.0,
         fsync=args.fsync,
         spool_max_bytes=args.spool_max_bytes,

@@ -35,11 +35,12 @@ import subprocess
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runwire import jobs
+from runwire._transports.channel import ClientSecurity
 from runwire.agent.reports import Reporter
 from runwire.agent.watch import signal_name
 from runwire.limits import JOB_CANCEL_GRACE_S, MAX_ARTIFACT_BYTES, MAX_LOG_LINE_LENGTH
@@ -199,7 +200,8 @@ class RunnerConfig:
     spool_dir: Path
     collector: str
     socket_path: Path
-    token: str | None = None
+    security: ClientSecurity = field(default_factory=ClientSecurity)
+    """The agent's token and TLS files, for its snapshot client and its jobs (RUNWIRE_TOKEN, RUNWIRE_TLS_*)."""
     keep_job_dirs: bool = False
     cancel_grace_s: float = JOB_CANCEL_GRACE_S
     log_batch_delay_s: float = 0.01
@@ -455,8 +457,7 @@ class Job:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        if cfg.token:
-            env[jobs.ENV_TOKEN] = cfg.token
+        env.update(cfg.security.env())
         return argv, env
 
     # --- output ------------------------------------------------------------------------------------
@@ -640,7 +641,7 @@ class Runner:
         if self._client is None:
             from runwire._transports.collector import CollectorClient
 
-            self._client = CollectorClient(self.config.collector, self.config.token)
+            self._client = CollectorClient(self.config.collector, security=self.config.security)
         return self._client
 
     def start(self) -> None:

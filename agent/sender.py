@@ -21,6 +21,7 @@ from collections import OrderedDict, deque
 import grpc
 from google.protobuf.message import DecodeError
 
+from runwire._transports.channel import ClientSecurity, ClientSecurityError, open_aio_channel
 from runwire.agent.metrics import AgentStats
 from runwire.agent.spool import Record, Spool, SpoolError
 from runwire.limits import MAX_GRPC_MESSAGE_BYTES
@@ -86,6 +87,7 @@ class Sender:
         target: str,
         *,
         token: str | None = None,
+        security: ClientSecurity | None = None,
         stats: AgentStats | None = None,
         max_in_flight: int = SENDER_MAX_IN_FLIGHT_RECORDS,
         max_in_flight_bytes: int = SENDER_MAX_IN_FLIGHT_BYTES,
@@ -93,7 +95,7 @@ class Sender:
     ) -> None:
         self.spool = spool
         self.target = target
-        self.token = token
+        self.security = security if security is not None else ClientSecurity(token=token)
         self.stats = stats if stats is not None else AgentStats()
         self.max_in_flight = max_in_flight
         self.max_in_flight_bytes = max_in_flight_bytes
@@ -140,12 +142,15 @@ class Sender:
             if not first:
                 self.stats.reconnects += 1
             first = False
-            channel = grpc.aio.insecure_channel(self.target, options=channel_options())
+            channel = None
             began = time.monotonic()
             try:
+                channel = open_aio_channel(self.target, self.security, channel_options())
                 await self._session(channel)
             except asyncio.CancelledError:
                 raise
+            except ClientSecurityError as e:  # a TLS file became unreadable (e.g. replaced just now)
+                log.error(f"cannot connect to {self.target}: {e}; retrying", extra={"fields": {"error": str(e)}})
             except grpc.aio.AioRpcError as e:
                 fields = {"collector": self.target, "code": e.code().name, "details": e.details() or ""}
                 if e.code() in _AUTH_CODES:
@@ -182,8 +187,7 @@ class Sender:
                 await asyncio.wait_for(self._stopping.wait(), delay)
 
     async def _session(self, channel: grpc.aio.Channel) -> None:
-        metadata = (("authorization", f"Bearer {self.token}"),) if self.token else None
-        call = ingest_pb2_grpc.IngestStub(channel).Ingest(metadata=metadata)
+        call = ingest_pb2_grpc.IngestStub(channel).Ingest()  # the channel adds the token
         # Resend everything not acknowledged, then whatever the spool gets next.
         self._queue = deque(self.spool.unacked_seqs())
         in_flight: OrderedDict[int, int] = OrderedDict()

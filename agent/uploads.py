@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from runwire._transports.channel import ClientSecurity, open_aio_channel
 from runwire.agent.sender import Backoff, channel_options
 from runwire.artifact_names import ArtifactNameError, normalize_name
 from runwire.frames import pack
@@ -107,10 +108,18 @@ class _Incoming:
 
 
 class Uploads:
-    def __init__(self, folder: Path, collector: str, token: str | None = None, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        collector: str,
+        token: str | None = None,
+        backoff: Backoff | None = None,
+        *,
+        security: ClientSecurity | None = None,
+    ) -> None:
         self.folder = Path(folder)
         self.collector = collector
-        self.token = token
+        self.security = security if security is not None else ClientSecurity(token=token)
         self._backoff_args = (backoff.low, backoff.high) if backoff is not None else None
         self._incoming: dict[str, _Incoming] = {}
         self._queue: asyncio.Queue[dict] = asyncio.Queue()
@@ -146,7 +155,7 @@ class Uploads:
             self._enqueue(meta)
         if metas:
             log.info("resuming uploads", extra={"fields": {"files": len(metas)}})
-        self._channel = grpc.aio.insecure_channel(self.collector, options=channel_options())
+        self._channel = open_aio_channel(self.collector, self.security, channel_options())
         self._workers = [asyncio.create_task(self._worker(), name=f"uploader-{i}") for i in range(UPLOAD_WORKERS)]
         self._workers.append(asyncio.create_task(self._syncer(), name="uploads-sync"))
 
@@ -487,7 +496,6 @@ class Uploads:
     async def _upload_batch_with_retry(self, metas: list[dict]) -> None:
         assert self._channel is not None
         stub = artifacts_pb2_grpc.ArtifactsStub(self._channel)
-        md = (("authorization", f"Bearer {self.token}"),) if self.token else None
         backoff = self._backoff()
         while True:
             try:
@@ -504,7 +512,7 @@ class Uploads:
                         created_time=meta["received"],
                     )
                     requests += [artifacts_pb2.UploadRequest(header=header), artifacts_pb2.UploadRequest(data=data)]
-                reply = await stub.UploadBatch(iter(requests), metadata=md, timeout=300)
+                reply = await stub.UploadBatch(iter(requests), timeout=300)
             except FileNotFoundError:
                 break  # one file went missing: let each be handled on its own
             except grpc.aio.AioRpcError as e:
@@ -530,7 +538,6 @@ class Uploads:
     async def _upload(self, meta: dict) -> None:
         assert self._channel is not None
         stub = artifacts_pb2_grpc.ArtifactsStub(self._channel)
-        md = (("authorization", f"Bearer {self.token}"),) if self.token else None
         offset = 0
         if meta.get("resumed"):
             # A retry: ask how much of the earlier attempt the collector kept, and resume there.
@@ -538,7 +545,6 @@ class Uploads:
                 artifacts_pb2.UploadStatusRequest(
                     run_id=meta["run_id"], name=meta["name"], sha256=meta["sha256"], upload_id=meta["upload_id"]
                 ),
-                metadata=md,
                 timeout=60,
             )
             if status.committed:
@@ -562,7 +568,7 @@ class Uploads:
                 small.seek(offset)
                 data = small.read()
             requests = [artifacts_pb2.UploadRequest(header=header), artifacts_pb2.UploadRequest(data=data)]
-            await stub.Upload(iter(requests), metadata=md)
+            await stub.Upload(iter(requests))
             return
         f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
         try:
@@ -576,7 +582,7 @@ class Uploads:
                         return
                     yield artifacts_pb2.UploadRequest(data=data)
 
-            await stub.Upload(requests(), metadata=md)
+            await stub.Upload(requests())
         finally:
             f.close()
 

@@ -18,6 +18,7 @@ import time
 
 import grpc
 
+from runwire._transports.channel import ClientSecurity, open_aio_channel
 from runwire.agent.runner import Runner
 from runwire.agent.sender import SESSION_STABLE_S, Backoff, channel_options
 from runwire.limits import NODE_HEARTBEAT_S
@@ -34,13 +35,14 @@ class WorkClient:
         runner: Runner,
         *,
         token: str | None = None,
+        security: ClientSecurity | None = None,
         backoff: Backoff | None = None,
         heartbeat_s: float = NODE_HEARTBEAT_S,
     ) -> None:
         self.collector = collector
         self.node_id = node_id
         self.runner = runner
-        self.token = token
+        self.security = security if security is not None else ClientSecurity(token=token)
         self.backoff = backoff or Backoff()
         self.heartbeat_s = heartbeat_s
         self.connected = False
@@ -50,7 +52,7 @@ class WorkClient:
         self._channel: grpc.aio.Channel | None = None
 
     async def start(self) -> None:
-        self._channel = grpc.aio.insecure_channel(self.collector, options=channel_options())
+        self._channel = open_aio_channel(self.collector, self.security, channel_options())
         self._task = asyncio.create_task(self._loop(), name="work-stream")
 
     async def stop(self) -> None:
@@ -88,11 +90,10 @@ class WorkClient:
     async def _loop(self) -> None:
         assert self._channel is not None
         stub = compute_pb2_grpc.ComputeStub(self._channel)
-        md = (("authorization", f"Bearer {self.token}"),) if self.token else None
         while True:
             began = time.monotonic()
             try:
-                call = stub.Work(self._messages(), metadata=md)
+                call = stub.Work(self._messages())  # the channel adds the token
                 self.sessions += 1
                 async for msg in call:
                     if not self.connected:

@@ -129,6 +129,7 @@ def test_flags_and_defaults(monkeypatch, tmp):
     assert cfg.collector == "127.0.0.1:7420" and cfg.batch_delay_s == pytest.approx(AGENT_BATCH_MAX_DELAY_S)
     assert cfg.fsync == "interval" and cfg.spool_max_bytes == 10 * 1024**3 and cfg.token == "from-env"
     assert cfg.http_listen is None
+    (tmp / "token").write_text("t\n")
     args = parser.parse_args(
         [
             "--spool-max-bytes",
@@ -137,8 +138,8 @@ def test_flags_and_defaults(monkeypatch, tmp):
             "5",
             "--fsync",
             "always",
-            "--token",
-            "t",
+            "--token-file",
+            str(tmp / "token"),
             "--http-listen",
             ":9",
         ]
