@@ -11,7 +11,16 @@ from tests.procs import running_cluster, workspace_for
 def _isolated_home(tmp_path, monkeypatch):
     """No test touches the real ~/.runwire: RUNWIRE_HOME points into the test's temp folder."""
     monkeypatch.setenv("RUNWIRE_HOME", str(tmp_path / "runwire-home"))
-    for var in ("RUNWIRE_CONFIG", "RUNWIRE_COLLECTOR", "RUNWIRE_AGENT_SOCKET", "RUNWIRE_TOKEN", "RUNWIRE_SDK_SPOOL"):
+    for var in (
+        "RUNWIRE_CONFIG",
+        "RUNWIRE_COLLECTOR",
+        "RUNWIRE_AGENT_SOCKET",
+        "RUNWIRE_TOKEN",
+        "RUNWIRE_SDK_SPOOL",
+        "RUNWIRE_TLS_CA",
+        "RUNWIRE_TLS_CERT",
+        "RUNWIRE_TLS_KEY",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 
