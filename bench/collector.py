@@ -78,7 +78,7 @@ async def main() -> None:
         ready = Path(tmp) / "ready.json"
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "runwire.server", "--grpc-listen", "127.0.0.1:0", "--http-listen", "off",
-            "--data-dir", tmp, "--ready-file", str(ready), "--log-level", "warning",
+            "--data-dir", tmp, "--ready-file", str(ready), "--log-level", "warning", "--auth", "off",
             stdout=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         while not ready.exists():

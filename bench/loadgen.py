@@ -117,7 +117,7 @@ async def start_collector(args: list[str], tmp: Path, name: str) -> tuple[asynci
     ready = tmp / f"{name}.ready.json"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "runwire.server", "--grpc-listen", "127.0.0.1:0", "--http-listen", "off",
-        "--data-dir", str(tmp / name), "--ready-file", str(ready), "--log-level", "warning", *args,
+        "--data-dir", str(tmp / name), "--ready-file", str(ready), "--log-level", "warning", "--auth", "off", *args,
         stdout=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     started = time.monotonic()

@@ -125,7 +125,7 @@ def main() -> None:
     server = Proc(
         "collector",
         ["runwire.server", "--data-dir", str(data), "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
-         "--log-level", "warning"],
+         "--log-level", "warning", "--auth", "off"],
         root / "server.json",
         root / "server.log",
     ).start()  # fmt: skip

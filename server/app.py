@@ -18,6 +18,8 @@ from runwire import limits
 from runwire._runtime import format_hostport, is_loopback, parse_hostport
 from runwire.server import limits as server_limits
 from runwire.server.artifacts import ARTIFACTS_SERVICE_NAME, ArtifactsService, add_artifacts_servicer
+from runwire.server.auth.grpc_gate import GrpcGate
+from runwire.server.auth.guard import Guard
 from runwire.server.blobstore import ArtifactStore, LocalArtifactStore
 from runwire.server.bus import LiveBus
 from runwire.server.bus_nats import make_bus
@@ -69,10 +71,38 @@ class CollectorConfig:
     log_level: str = "info"
     lease_ttl: float = server_limits.LEASE_TTL_S
     """Seconds a node's leases outlive its last heartbeat (`--lease-ttl`)."""
+    auth: bool = False
+    """Require access tokens (`--auth on`, the default of `runwire server`). Off is refused unless every
+    listener is on loopback."""
+    rate_limit: float = server_limits.RATE_LIMIT_PER_S
+    """Calls per second per token (`--rate-limit`; 0 = no limit). Only with auth on."""
+    rate_burst: int = server_limits.RATE_LIMIT_BURST
+    """Calls per token at once beyond the rate (`--rate-burst`)."""
     bus: str | None = None
     """The live bus between replicas (`--bus nats://HOST:PORT[?stream=NAME]`); None: in-process."""
     bus_stream: str | None = None
     """The NATS JetStream stream (and subject prefix) of the bus (`--bus-stream`)."""
+
+
+class ExposedWithoutAuth(Exception):
+    """Auth is off and a listener is beyond loopback: the collector refuses to start."""
+
+
+def check_exposure(config: CollectorConfig) -> None:
+    """Raise ExposedWithoutAuth when auth is off and a listener's host is not a loopback address."""
+    if config.auth:
+        return
+    listeners = [("gRPC", config.grpc_listen), ("HTTP", config.http_listen)]
+    for what, listen in listeners:
+        if listen is None:
+            continue
+        host, _ = parse_hostport(listen)
+        if not is_loopback(host):
+            raise ExposedWithoutAuth(
+                f"refusing to listen for {what} on {listen} with --auth off: without authentication the "
+                f"collector may only listen on loopback (127.0.0.1, ::1, localhost). Use --auth on and create "
+                f"tokens with `runwire token create`, or listen on 127.0.0.1"
+            )
 
 
 class Collector:
@@ -93,6 +123,8 @@ class Collector:
         self._grpc_hostport = parse_hostport(config.grpc_listen)
         self._http_hostport = parse_hostport(config.http_listen) if config.http_listen else None
         self._server: grpc.aio.Server | None = None
+        self.guard: Guard | None = None
+        """The token check (auth on), shared by the gRPC interceptor and the HTTP middleware."""
         self._health: health.aio.HealthServicer | None = None
         self._http: web.AppRunner | None = None
         self._committer: GroupCommitter | None = None
@@ -104,10 +136,13 @@ class Collector:
 
     async def start(self) -> None:
         self._started = time.monotonic()
+        check_exposure(self.config)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             await self.store.open()
             self._store_open = True
+            if self.config.auth:
+                self.guard = Guard(self.store, self.config.rate_limit, self.config.rate_burst)
             self._decode_pool = ThreadPoolExecutor(server_limits.DECODE_THREADS, thread_name_prefix="runwire-decode")
             await self.live.start()
             self._bus_started = True
@@ -133,18 +168,25 @@ class Collector:
                     "store": self.store.describe(),
                     "bus": self.live.describe(),
                     "version": version(),
+                    "auth": "on" if self.guard is not None else "off",
                 }
             },
         )
+        if self.guard is not None and not any(not t.revoked for t in await self.store.list_tokens()):
+            log.warning(
+                "auth is on and the store holds no valid token, so every client is refused; create one with "
+                f"`runwire token create --scope admin --data-dir {self.data_dir}`"
+            )
 
     async def _start_grpc(self) -> None:
         assert self._committer is not None and self._decode_pool is not None
         host, port = self._grpc_hostport
         server = grpc.aio.server(
+            interceptors=[GrpcGate(self.guard)] if self.guard is not None else None,
             options=[
                 ("grpc.max_receive_message_length", limits.MAX_GRPC_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", limits.MAX_GRPC_MESSAGE_BYTES),
-            ]
+            ],
         )
         ingest_pb2_grpc.add_IngestServicer_to_server(
             IngestService(self._committer, self.telemetry, self._decode_pool), server
@@ -171,25 +213,15 @@ class Collector:
         self.grpc_address = format_hostport(host, bound)
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self._warn_if_exposed("grpc", host)
 
     async def _start_http(self, host: str, port: int) -> None:
         studio = StudioContext(store=self.store, live=self.live, blobs=lambda: self.blobs)
-        runner = web.AppRunner(build_app(self.telemetry, self.status, studio), access_log=None)
+        runner = web.AppRunner(build_app(self.telemetry, self.status, studio, guard=self.guard), access_log=None)
         await runner.setup()
         self._http = runner
         await web.TCPSite(runner, host, port).start()
         bound = runner.addresses[0][1]
         self.http_address = format_hostport(host, bound)
-        self._warn_if_exposed("http", host)
-
-    @staticmethod
-    def _warn_if_exposed(what: str, host: str) -> None:
-        if not is_loopback(host):
-            log.warning(
-                "listening beyond loopback without authentication (auth is not configured yet)",
-                extra={"fields": {"listener": what, "host": host}},
-            )
 
     async def stop(self, grace: float | None = server_limits.STOP_GRACE_S) -> None:
         """Stop taking requests, let in-flight RPCs finish for up to `grace` seconds, commit
@@ -219,6 +251,9 @@ class Collector:
         if self._decode_pool is not None:
             self._decode_pool.shutdown(wait=False, cancel_futures=True)
             self._decode_pool = None
+        if self.guard is not None:
+            await self.guard.close()
+            self.guard = None
         if self._store_open:
             await self.store.close()
             self._store_open = False

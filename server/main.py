@@ -15,7 +15,7 @@ from pathlib import Path
 
 from runwire._runtime import default_data_dir, parse_hostport, run_async, setup_logging, write_ready_file
 from runwire.server import limits as server_limits
-from runwire.server.app import Collector, CollectorConfig
+from runwire.server.app import Collector, CollectorConfig, ExposedWithoutAuth
 from runwire.server.bus_nats import check_stream_name, parse_bus
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,32 @@ def _bus_stream(value: str) -> str:
         return check_stream_name(value)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _on_off(value: str) -> bool:
+    if value.lower() not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
+    return value.lower() == "on"
+
+
+def _rate(value: str) -> float:
+    try:
+        rate = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of calls per second: {value!r}") from None
+    if not rate >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, not {value}")
+    return rate
+
+
+def _burst(value: str) -> int:
+    try:
+        burst = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of calls, got {value!r}") from None
+    if burst < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return burst
 
 
 def _http_listen(value: str) -> str | None:
@@ -115,6 +141,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the same (default: RUNWIRE, or the URL's ?stream=)",
     )
     parser.add_argument(
+        "--auth",
+        type=_on_off,
+        default=True,
+        metavar="on|off",
+        help="require access tokens from clients (default: on); off is only allowed when every listener "
+        "is on loopback (`runwire up` runs with off)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=_rate,
+        default=server_limits.RATE_LIMIT_PER_S,
+        metavar="CALLS_PER_S",
+        help="calls per second each token may make, gRPC calls and HTTP requests together; 0 = no limit "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rate-burst",
+        type=_burst,
+        default=server_limits.RATE_LIMIT_BURST,
+        metavar="CALLS",
+        help="calls each token may make at once beyond its rate (default: %(default)s)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -134,6 +183,9 @@ def run(args: argparse.Namespace) -> int:
         http_listen=args.http_listen,
         log_level=args.log_level,
         lease_ttl=args.lease_ttl,
+        auth=args.auth,
+        rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
         bus=args.bus,
         bus_stream=args.bus_stream,
     )
@@ -148,6 +200,10 @@ async def _serve(config: CollectorConfig, ready_file: Path | None) -> int:
     collector = Collector(config)
     try:
         await collector.start()
+    except ExposedWithoutAuth as e:
+        log.error("collector refused to start", extra={"fields": {"error": str(e)}})
+        print(f"runwire server: {e}", file=sys.stderr, flush=True)
+        return 2
     except OSError as e:
         log.error("collector could not start", extra={"fields": {"error": str(e)}})
         return 1

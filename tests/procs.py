@@ -122,9 +122,12 @@ class Cluster:
         agent_args: list[str] | None = None,
         log_level: str = "debug",
         server_args: list[str] | None = None,
+        auth: bool = False,
     ) -> None:
         self.agent_args = agent_args or []
         self.server_args = server_args or []
+        self.auth = auth
+        """Start the collector with `--auth on` (tokens required; see `create_token`); default off (loopback)."""
         self.log_level = log_level
         self.root = root or short_tmpdir()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -149,7 +152,8 @@ class Cluster:
         self.server = Proc(
             "collector",
             ["runwire.server", "--data-dir", str(self.root / "collector"), "--grpc-listen", listen,
-             "--http-listen", "127.0.0.1:0", "--log-level", self.log_level, *self.server_args],
+             "--http-listen", "127.0.0.1:0", "--log-level", self.log_level, "--auth", "on" if self.auth else "off",
+             *self.server_args],
             self.root / "server.json",
             self.root / "server.log",
         ).start()  # fmt: skip
@@ -179,6 +183,15 @@ class Cluster:
         ).start()  # fmt: skip
         self.extra_agents.append(proc)
         return proc
+
+    def create_token(self, scope: str, *args: str) -> str:
+        """A new token on this cluster's collector, made by the real `runwire token create` command."""
+        out = subprocess.run(
+            [sys.executable, "-m", "runwire.cli.main", "token", "create", "--scope", scope,
+             "--data-dir", str(self.root / "collector"), *args],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        return out.stdout.strip().splitlines()[-1]
 
     def start(self) -> Cluster:
         self.start_server()

@@ -14,7 +14,7 @@ Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[a
 
 def _commands() -> list[Command]:
     from runwire.agent import main as agent_main
-    from runwire.cli import compute, logs, runs, status, submit, sync, tail, up
+    from runwire.cli import compute, logs, runs, status, submit, sync, tail, token, up
     from runwire.server import main as server_main
 
     return [
@@ -30,6 +30,7 @@ def _commands() -> list[Command]:
         ("runs", runs.__doc__ or "", runs.add_arguments, runs.run),
         ("logs", logs.__doc__ or "", logs.add_arguments, logs.run),
         ("compute", compute.__doc__ or "", compute.add_arguments, compute.run),
+        ("token", token.__doc__ or "", token.add_arguments, token.run),
     ]  # fmt: skip
 
 

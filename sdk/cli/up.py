@@ -1,5 +1,6 @@
 """Start a collector and an agent on this machine, bound to loopback, and write the config that
-`Workspace.from_config()` finds. Stops both cleanly on Ctrl-C or SIGTERM.
+`Workspace.from_config()` finds. Stops both cleanly on Ctrl-C or SIGTERM. The collector runs with
+`--auth off` (no tokens), which it allows only because every listener is on loopback.
 
 Layout of the data folder (default ~/.runwire, or $RUNWIRE_HOME):
   config.json     endpoints for the SDK and the CLI (written once both are up)
@@ -137,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
     server_log = open(logs / "server.log", "ab")  # noqa: SIM115 - kept open for the child's lifetime
     server = subprocess.Popen(
         [python, "-m", "runwire.server", "--data-dir", str(data / "collector"), "--grpc-listen", args.grpc_listen,
-         "--http-listen", args.http_listen, "--ready-file", str(server_ready), "--log-level", args.log_level],
+         "--http-listen", args.http_listen, "--ready-file", str(server_ready), "--log-level", args.log_level,
+         "--auth", "off"],
         stdout=subprocess.DEVNULL, stderr=server_log, start_new_session=True,
     )  # fmt: skip
     agent = None

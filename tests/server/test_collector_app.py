@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 import grpc
 import pytest
 from collector_helpers import batch, points, request
 
 from runwire._runtime import default_data_dir
-from runwire.server.app import Collector, CollectorConfig
+from runwire.server.app import Collector, CollectorConfig, ExposedWithoutAuth
 from runwire.server.main import add_arguments
 from runwire.v1 import ingest_pb2, ingest_pb2_grpc, runs_pb2, runs_pb2_grpc
 
@@ -41,17 +40,18 @@ def test_bad_addresses_are_refused(value, capsys):
     assert "HOST:PORT" in capsys.readouterr().err
 
 
-async def test_http_off_and_exposed_listener_warning(tmp_path, caplog):
-    caplog.set_level(logging.WARNING, logger="runwire.server.app")
-    c = Collector(CollectorConfig(data_dir=tmp_path, grpc_listen="0.0.0.0:0", http_listen=None))
+async def test_http_off_and_auth_off_beyond_loopback_is_refused(tmp_path):
+    with pytest.raises(ExposedWithoutAuth, match=r"0\.0\.0\.0:0 with --auth off"):
+        await Collector(CollectorConfig(data_dir=tmp_path, grpc_listen="0.0.0.0:0", http_listen=None)).start()
+    c = Collector(CollectorConfig(data_dir=tmp_path, grpc_listen="0.0.0.0:0", http_listen=None, auth=True))
     await c.start()
     try:
         assert c.http_address is None and c.grpc_address.startswith("0.0.0.0:")
-        assert any("without authentication" in r.getMessage() for r in caplog.records)
         port = c.grpc_address.rsplit(":", 1)[1]
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-            status = await runs_pb2_grpc.RunsStub(ch).GetCollectorStatus(runs_pb2.CollectorStatusRequest())
-            assert status.http_address == ""
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:  # auth on: no token, no answer
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await runs_pb2_grpc.RunsStub(ch).GetCollectorStatus(runs_pb2.CollectorStatusRequest())
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     finally:
         await c.stop(grace=1)
 

@@ -30,6 +30,8 @@ async def test_server_process_serves_and_stops_on_sigterm(tmp_path):
         str(data),
         "--ready-file",
         str(ready),
+        "--auth",
+        "off",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -82,6 +84,8 @@ async def test_server_process_fails_cleanly_when_the_port_is_taken(tmp_path):
             f"127.0.0.1:{port}",
             "--data-dir",
             str(tmp_path),
+            "--auth",
+            "off",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )

@@ -637,6 +637,8 @@ async def test_server_process_honours_lease_ttl_flag(tmp_path):
         str(ready),
         "--lease-ttl",
         "1",
+        "--auth",
+        "off",
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
