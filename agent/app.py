@@ -20,11 +20,12 @@ from pathlib import Path
 
 from runwire._transports.channel import ClientSecurity
 from runwire.agent.batcher import Batcher
+from runwire.agent.collectors import ROLES, CollectorLink, Collectors, channel_factory
 from runwire.agent.metrics import AgentStats, make_registry
 from runwire.agent.receiver import Receiver
 from runwire.agent.reports import Reporter
 from runwire.agent.runner import Runner, RunnerConfig
-from runwire.agent.sender import Backoff, Sender
+from runwire.agent.sender import Backoff, Sender, channel_options
 from runwire.agent.spool import FSYNC_INTERVAL_S, SPOOL_MAX_BYTES_DEFAULT, Spool
 from runwire.agent.uploads import UPLOADS_DIR, Uploads
 from runwire.agent.watch import CLAIMS_DIR, ClaimStore, Watch
@@ -117,6 +118,8 @@ class Agent:
         self._http = None
         self.http_address: tuple[str, int] | None = None
         self._started = False
+        self.collectors: Collectors | None = None
+        self.links: dict[str, CollectorLink] = {}
 
     async def start(self) -> None:
         cfg = self.config
@@ -144,12 +147,17 @@ class Agent:
             stats=self.stats,
         )
         await self.batcher.start()
+        # The collector replicas and the one each stream uses (agent/collectors.py).
+        self.collectors = Collectors.parse(cfg.collector)
+        make_channel = channel_factory(cfg.security, channel_options())
+        self.links = {role: CollectorLink(self.collectors, role, self.agent_id, make_channel) for role in ROLES}
         self.sender = Sender(
             self.spool,
             cfg.collector,
             security=cfg.security,
             stats=self.stats,
             backoff=Backoff(*cfg.backoff) if cfg.backoff else None,
+            link=self.links["ingest"],
         )
         await self.sender.start()
         self.uploads = Uploads(
@@ -157,6 +165,7 @@ class Agent:
             cfg.collector,
             backoff=Backoff(*cfg.backoff) if cfg.backoff else None,
             security=cfg.security,
+            link=self.links["uploads"],
         )
         await self.uploads.start()
         self.reporter = Reporter(self.batcher, self.spool, self.agent_id)
@@ -211,7 +220,7 @@ class Agent:
                 target=cfg.compute_target or "",
                 slots=cfg.slots,
                 spool_dir=cfg.spool_dir.absolute(),
-                collector=cfg.collector,
+                collector=self.links["work"].collectors.entries[0].text,  # jobs' SDK takes one address
                 socket_path=cfg.socket_path.absolute(),
                 security=cfg.security,
                 keep_job_dirs=cfg.keep_job_dirs,
@@ -230,6 +239,7 @@ class Agent:
             security=cfg.security,
             backoff=Backoff(*cfg.backoff) if cfg.backoff else None,
             heartbeat_s=cfg.heartbeat_s,
+            link=self.links["work"],
         )
         await self.work.start()
 
@@ -276,7 +286,7 @@ class Agent:
         return frames_pb2.AgentStatus(
             agent_id=self.agent_id,
             socket_path=str(self.config.socket_path),
-            collector=self.config.collector,
+            collector=self.links["ingest"].address if self.links else self.config.collector,
             collector_connected=bool(self.sender and self.sender.connected),
             clients=self.receiver.clients if self.receiver else 0,
             spool_records=spool.pending_records if spool else 0,
@@ -291,7 +301,25 @@ class Agent:
             uploads_pending=self.uploads.pending if self.uploads else 0,
             uploads_bytes=self.uploads.pending_bytes if self.uploads else 0,
             files_committed=self.uploads.files_committed if self.uploads else 0,
+            collectors=[e.text for e in self.collectors.entries] if self.collectors else [self.config.collector],
+            collector_addresses=[t.address for t in self.collectors.targets] if self.collectors else [],
+            collector_links=self._link_statuses(),
         )
+
+    def _link_statuses(self) -> list[frames_pb2.CollectorLinkStatus]:
+        """The replica each stream uses; the work stream only with a compute target."""
+        connected = {
+            "ingest": bool(self.sender and self.sender.connected),
+            "uploads": bool(self.links and self.links["uploads"].connected),
+            "work": bool(self.work and self.work.connected),
+        }
+        return [
+            frames_pb2.CollectorLinkStatus(
+                role=role, address=link.address, connected=connected[role], failovers=link.failovers
+            )
+            for role, link in self.links.items()
+            if role != "work" or self.work is not None
+        ]
 
     def _gauges(self) -> dict[str, tuple[float, str]]:
         spool = self.spool

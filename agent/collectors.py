@@ -43,6 +43,8 @@ MAX_COLLECTOR_ENTRIES = 64
 """`--collector` entries (HOST:PORT, comma-separated) an agent takes at most."""
 
 ROLES = ("ingest", "uploads", "work")
+REPLICA_FAILURES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN)
+"""Call outcomes that blame the replica (unreachable, connection lost, hung) rather than the request."""
 ROLE_OFFSETS = {role: i for i, role in enumerate(ROLES)}
 
 

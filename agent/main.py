@@ -20,6 +20,7 @@ from runwire._runtime import (
     write_ready_file,
 )
 from runwire.agent.app import AGENT_STOP_GRACE_S, Agent, AgentConfig
+from runwire.agent.collectors import format_collectors, parse_collectors
 from runwire.agent.receiver import AgentAlreadyRunning
 from runwire.agent.security import add_security_arguments, security_from_args
 from runwire.agent.spool import FSYNC_MODES, SPOOL_MAX_BYTES_DEFAULT
@@ -55,10 +56,23 @@ def _hostport(value: str) -> str:
     return format_hostport(host, port)
 
 
+def _collectors(value: str) -> str:
+    try:
+        return format_collectors(parse_collectors(value))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = default_data_dir()
     parser.add_argument("--socket", type=Path, default=data / "agent.sock", help="Unix socket the SDK connects to")
-    parser.add_argument("--collector", type=_hostport, default=DEFAULT_COLLECTOR, help="collector gRPC HOST:PORT")
+    parser.add_argument(
+        "--collector",
+        type=_collectors,
+        default=DEFAULT_COLLECTOR,
+        help="collector gRPC HOST:PORT, or several separated by commas (a DNS name stands for all its addresses); "
+        "the agent spreads its streams over them and moves to another when one fails",
+    )
     parser.add_argument("--spool-dir", type=Path, default=data / "spool", help="folder of the disk spool")
     parser.add_argument(
         "--batch-delay-ms",

@@ -21,7 +21,8 @@ from collections import OrderedDict, deque
 import grpc
 from google.protobuf.message import DecodeError
 
-from runwire._transports.channel import ClientSecurity, ClientSecurityError, open_aio_channel
+from runwire._transports.channel import ClientSecurity, ClientSecurityError
+from runwire.agent.collectors import CollectorLink, Collectors, channel_factory
 from runwire.agent.metrics import AgentStats
 from runwire.agent.spool import Record, Spool, SpoolError
 from runwire.limits import MAX_GRPC_MESSAGE_BYTES
@@ -92,10 +93,15 @@ class Sender:
         max_in_flight: int = SENDER_MAX_IN_FLIGHT_RECORDS,
         max_in_flight_bytes: int = SENDER_MAX_IN_FLIGHT_BYTES,
         backoff: Backoff | None = None,
+        link: CollectorLink | None = None,
     ) -> None:
         self.spool = spool
         self.target = target
         self.security = security if security is not None else ClientSecurity(token=token)
+        # Which collector replica the stream uses, and failover to the next (agent/collectors.py).
+        self.link = link or CollectorLink(
+            Collectors.parse(target), "ingest", "", channel_factory(self.security, channel_options())
+        )
         self.stats = stats if stats is not None else AgentStats()
         self.max_in_flight = max_in_flight
         self.max_in_flight_bytes = max_in_flight_bytes
@@ -119,6 +125,7 @@ class Sender:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self.link.close()
         self.connected = False
 
     async def drain(self, timeout: float) -> bool:
@@ -145,7 +152,8 @@ class Sender:
             channel = None
             began = time.monotonic()
             try:
-                channel = open_aio_channel(self.target, self.security, channel_options())
+                channel = await self.link.channel()
+                self.target = self.link.address
                 await self._session(channel)
             except asyncio.CancelledError:
                 raise
@@ -180,8 +188,7 @@ class Sender:
                     self.backoff.reset()  # a stream that was up a while: reconnect quickly
                 self.connected = False
                 self._queue = None
-                with contextlib.suppress(Exception):
-                    await channel.close(grace=None)
+                self.link.failed(channel)  # the next attempt goes to the next replica
             delay = self.backoff.next()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)

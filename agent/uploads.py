@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from runwire._transports.channel import ClientSecurity, open_aio_channel
+from runwire._transports.channel import ClientSecurity
+from runwire.agent.collectors import REPLICA_FAILURES, CollectorLink, Collectors, channel_factory
 from runwire.agent.sender import Backoff, channel_options
 from runwire.artifact_names import ArtifactNameError, normalize_name
 from runwire.frames import pack
@@ -116,10 +117,15 @@ class Uploads:
         backoff: Backoff | None = None,
         *,
         security: ClientSecurity | None = None,
+        link: CollectorLink | None = None,
     ) -> None:
         self.folder = Path(folder)
         self.collector = collector
         self.security = security if security is not None else ClientSecurity(token=token)
+        # Which collector replica uploads go to, and failover to the next (agent/collectors.py).
+        self.link = link or CollectorLink(
+            Collectors.parse(collector), "uploads", "", channel_factory(self.security, channel_options())
+        )
         self._backoff_args = (backoff.low, backoff.high) if backoff is not None else None
         self._incoming: dict[str, _Incoming] = {}
         self._queue: asyncio.Queue[dict] = asyncio.Queue()
@@ -130,7 +136,6 @@ class Uploads:
         self._done_events: dict[str, asyncio.Event] = {}
         self._workers: list[asyncio.Task] = []
         self._tasks: set[asyncio.Task] = set()
-        self._channel: grpc.aio.Channel | None = None
         self.bytes_received = 0
         self.files_committed = 0
 
@@ -155,7 +160,6 @@ class Uploads:
             self._enqueue(meta)
         if metas:
             log.info("resuming uploads", extra={"fields": {"files": len(metas)}})
-        self._channel = open_aio_channel(self.collector, self.security, channel_options())
         self._workers = [asyncio.create_task(self._worker(), name=f"uploader-{i}") for i in range(UPLOAD_WORKERS)]
         self._workers.append(asyncio.create_task(self._syncer(), name="uploads-sync"))
 
@@ -169,9 +173,7 @@ class Uploads:
         for inc in list(self._incoming.values()):
             inc.abort()
         self._incoming.clear()
-        if self._channel is not None:
-            await self._channel.close(grace=None)
-            self._channel = None
+        await self.link.close()
 
     async def drain(self, timeout: float) -> bool:
         """Wait (at most `timeout`) until every ready upload is done."""
@@ -474,14 +476,18 @@ class Uploads:
     async def _upload_with_retry(self, meta: dict) -> None:
         backoff = self._backoff()
         while True:
+            channel = await self.link.channel()
             try:
-                await self._upload(meta)
+                await self._upload(meta, channel)
+                self.link.up()
                 self._finish(meta)
                 return
             except grpc.aio.AioRpcError as e:
                 if e.code() in _PERMANENT:
                     self._finish(meta, e.details() or e.code().name, e.code() == grpc.StatusCode.ALREADY_EXISTS)
                     return
+                if e.code() in REPLICA_FAILURES:
+                    self.link.failed(channel)  # the retry goes to the next replica
                 meta["resumed"] = True
                 delay = backoff.next()
                 log.info(
@@ -494,10 +500,10 @@ class Uploads:
                 return
 
     async def _upload_batch_with_retry(self, metas: list[dict]) -> None:
-        assert self._channel is not None
-        stub = artifacts_pb2_grpc.ArtifactsStub(self._channel)
         backoff = self._backoff()
         while True:
+            channel = await self.link.channel()
+            stub = artifacts_pb2_grpc.ArtifactsStub(channel)
             try:
                 requests = []
                 for meta in metas:
@@ -518,6 +524,8 @@ class Uploads:
             except grpc.aio.AioRpcError as e:
                 if e.code() in _PERMANENT or e.code() == grpc.StatusCode.UNIMPLEMENTED:
                     break  # the batch as a whole was refused: send the files one by one
+                if e.code() in REPLICA_FAILURES:
+                    self.link.failed(channel)  # the retry goes to the next replica
                 delay = backoff.next()
                 log.info(
                     "batch upload interrupted; retrying",
@@ -535,9 +543,8 @@ class Uploads:
         for meta in metas:
             await self._upload_with_retry(meta)
 
-    async def _upload(self, meta: dict) -> None:
-        assert self._channel is not None
-        stub = artifacts_pb2_grpc.ArtifactsStub(self._channel)
+    async def _upload(self, meta: dict, channel: grpc.aio.Channel) -> None:
+        stub = artifacts_pb2_grpc.ArtifactsStub(channel)
         offset = 0
         if meta.get("resumed"):
             # A retry: ask how much of the earlier attempt the collector kept, and resume there.

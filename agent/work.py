@@ -18,7 +18,8 @@ import time
 
 import grpc
 
-from runwire._transports.channel import ClientSecurity, open_aio_channel
+from runwire._transports.channel import ClientSecurity
+from runwire.agent.collectors import CollectorLink, Collectors, channel_factory
 from runwire.agent.runner import Runner
 from runwire.agent.sender import SESSION_STABLE_S, Backoff, channel_options
 from runwire.limits import NODE_HEARTBEAT_S
@@ -38,21 +39,24 @@ class WorkClient:
         security: ClientSecurity | None = None,
         backoff: Backoff | None = None,
         heartbeat_s: float = NODE_HEARTBEAT_S,
+        link: CollectorLink | None = None,
     ) -> None:
         self.collector = collector
         self.node_id = node_id
         self.runner = runner
         self.security = security if security is not None else ClientSecurity(token=token)
+        # Which collector replica the work stream uses, and failover to the next (agent/collectors.py).
+        self.link = link or CollectorLink(
+            Collectors.parse(collector), "work", node_id, channel_factory(self.security, channel_options())
+        )
         self.backoff = backoff or Backoff()
         self.heartbeat_s = heartbeat_s
         self.connected = False
         self.sessions = 0
         self.leases_received = 0
         self._task: asyncio.Task | None = None
-        self._channel: grpc.aio.Channel | None = None
 
     async def start(self) -> None:
-        self._channel = open_aio_channel(self.collector, self.security, channel_options())
         self._task = asyncio.create_task(self._loop(), name="work-stream")
 
     async def stop(self) -> None:
@@ -61,9 +65,7 @@ class WorkClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._channel is not None:
-            await self._channel.close(grace=None)
-            self._channel = None
+        await self.link.close()
         self.connected = False
 
     def _hello(self) -> compute_pb2.NodeMessage:
@@ -88,12 +90,12 @@ class WorkClient:
             )
 
     async def _loop(self) -> None:
-        assert self._channel is not None
-        stub = compute_pb2_grpc.ComputeStub(self._channel)
         while True:
             began = time.monotonic()
+            channel = None
             try:
-                call = stub.Work(self._messages())  # the channel adds the token
+                channel = await self.link.channel()
+                call = compute_pb2_grpc.ComputeStub(channel).Work(self._messages())  # the channel adds the token
                 self.sessions += 1
                 async for msg in call:
                     if not self.connected:
@@ -115,6 +117,7 @@ class WorkClient:
                 log.exception("work stream failed")
                 reason = repr(e)
             self.connected = False
+            self.link.failed(channel)  # the next attempt goes to the next replica
             if time.monotonic() - began > SESSION_STABLE_S:
                 self.backoff.reset()
             delay = self.backoff.next()

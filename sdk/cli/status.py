@@ -81,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
                 spool_full_seconds=round(a.spool_full_seconds, 3), spool_peak_bytes=a.spool_peak_bytes,
                 spool_corrupt_records=a.spool_corrupt_records, collector_down_s=round(a.collector_down_seconds, 3),
                 socket_mode=f"{a.socket_mode:04o}", socket_group=a.socket_group or None,
+                collectors=list(a.collectors), collector_addresses=list(a.collector_addresses),
+                streams={s.role: {"collector": s.address, "connected": s.connected, "failovers": s.failovers}
+                         for s in a.collector_links},
             )  # fmt: skip
         except Exception as e:
             ok = False
@@ -109,6 +112,12 @@ def run(args: argparse.Namespace) -> int:
         link = "connected" if a["collector_connected"] else f"NOT connected for {a['collector_down_s']:.0f} s"
         access = f"socket {a['socket_mode']}" + (f" group {a['socket_group']}" if a["socket_group"] else "")
         print(f"agent      up    {a['socket']}  ({access})  clients={a['clients']}  collector {a['collector']} {link}")
+        if len(a["collector_addresses"]) > 1 or len(a["collectors"]) > 1:
+            print(f"           collectors {', '.join(a['collectors'])} -> {', '.join(a['collector_addresses'])}")
+        for role, st in a["streams"].items():
+            state = "connected" if st["connected"] else "not connected"
+            moved = f", moved {st['failovers']} times" if st["failovers"] else ""
+            print(f"           {role} -> {st['collector']} {state}{moved}")
         print(f"           {spool_line(a)}")
         print(f"           {a['spool_records']} records waiting, lag {a['lag_s']} s, "
               f"received {a['points_received']} points, rejected {a['frames_rejected']} frames")  # fmt: skip

@@ -52,7 +52,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentStatus(_message.Message):
-    __slots__ = ("agent_id", "socket_path", "collector", "collector_connected", "clients", "spool_records", "spool_bytes", "batches_received", "points_received", "records_acked", "oldest_unacked_age_seconds", "frames_rejected", "pid", "uptime_seconds", "uploads_pending", "uploads_bytes", "files_committed", "spool_max_bytes", "spool_full", "spool_full_count", "spool_full_seconds", "spool_peak_bytes", "spool_corrupt_records", "collector_connected_seconds", "collector_down_seconds", "socket_mode", "socket_group")
+    __slots__ = ("agent_id", "socket_path", "collector", "collector_connected", "clients", "spool_records", "spool_bytes", "batches_received", "points_received", "records_acked", "oldest_unacked_age_seconds", "frames_rejected", "pid", "uptime_seconds", "uploads_pending", "uploads_bytes", "files_committed", "spool_max_bytes", "spool_full", "spool_full_count", "spool_full_seconds", "spool_peak_bytes", "spool_corrupt_records", "collector_connected_seconds", "collector_down_seconds", "socket_mode", "socket_group", "collectors", "collector_addresses", "collector_links")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     SOCKET_PATH_FIELD_NUMBER: _ClassVar[int]
     COLLECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,9 @@ class AgentStatus(_message.Message):
     COLLECTOR_DOWN_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SOCKET_MODE_FIELD_NUMBER: _ClassVar[int]
     SOCKET_GROUP_FIELD_NUMBER: _ClassVar[int]
+    COLLECTORS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTOR_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    COLLECTOR_LINKS_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     socket_path: str
     collector: str
@@ -107,7 +110,22 @@ class AgentStatus(_message.Message):
     collector_down_seconds: float
     socket_mode: int
     socket_group: str
-    def __init__(self, agent_id: _Optional[str] = ..., socket_path: _Optional[str] = ..., collector: _Optional[str] = ..., collector_connected: _Optional[bool] = ..., clients: _Optional[int] = ..., spool_records: _Optional[int] = ..., spool_bytes: _Optional[int] = ..., batches_received: _Optional[int] = ..., points_received: _Optional[int] = ..., records_acked: _Optional[int] = ..., oldest_unacked_age_seconds: _Optional[float] = ..., frames_rejected: _Optional[int] = ..., pid: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., uploads_pending: _Optional[int] = ..., uploads_bytes: _Optional[int] = ..., files_committed: _Optional[int] = ..., spool_max_bytes: _Optional[int] = ..., spool_full: _Optional[bool] = ..., spool_full_count: _Optional[int] = ..., spool_full_seconds: _Optional[float] = ..., spool_peak_bytes: _Optional[int] = ..., spool_corrupt_records: _Optional[int] = ..., collector_connected_seconds: _Optional[float] = ..., collector_down_seconds: _Optional[float] = ..., socket_mode: _Optional[int] = ..., socket_group: _Optional[str] = ...) -> None: ...
+    collectors: _containers.RepeatedScalarFieldContainer[str]
+    collector_addresses: _containers.RepeatedScalarFieldContainer[str]
+    collector_links: _containers.RepeatedCompositeFieldContainer[CollectorLinkStatus]
+    def __init__(self, agent_id: _Optional[str] = ..., socket_path: _Optional[str] = ..., collector: _Optional[str] = ..., collector_connected: _Optional[bool] = ..., clients: _Optional[int] = ..., spool_records: _Optional[int] = ..., spool_bytes: _Optional[int] = ..., batches_received: _Optional[int] = ..., points_received: _Optional[int] = ..., records_acked: _Optional[int] = ..., oldest_unacked_age_seconds: _Optional[float] = ..., frames_rejected: _Optional[int] = ..., pid: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., uploads_pending: _Optional[int] = ..., uploads_bytes: _Optional[int] = ..., files_committed: _Optional[int] = ..., spool_max_bytes: _Optional[int] = ..., spool_full: _Optional[bool] = ..., spool_full_count: _Optional[int] = ..., spool_full_seconds: _Optional[float] = ..., spool_peak_bytes: _Optional[int] = ..., spool_corrupt_records: _Optional[int] = ..., collector_connected_seconds: _Optional[float] = ..., collector_down_seconds: _Optional[float] = ..., socket_mode: _Optional[int] = ..., socket_group: _Optional[str] = ..., collectors: _Optional[_Iterable[str]] = ..., collector_addresses: _Optional[_Iterable[str]] = ..., collector_links: _Optional[_Iterable[_Union[CollectorLinkStatus, _Mapping]]] = ...) -> None: ...
+
+class CollectorLinkStatus(_message.Message):
+    __slots__ = ("role", "address", "connected", "failovers")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    FAILOVERS_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    address: str
+    connected: bool
+    failovers: int
+    def __init__(self, role: _Optional[str] = ..., address: _Optional[str] = ..., connected: _Optional[bool] = ..., failovers: _Optional[int] = ...) -> None: ...
 
 class ErrorFrame(_message.Message):
     __slots__ = ("reason",)
