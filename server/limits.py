@@ -18,10 +18,11 @@ or at this size, whichever comes first, so that wide tables keep chunks (and the
 messages that carry them) well below `MAX_GRPC_MESSAGE_BYTES`."""
 
 STORE_TAIL_CACHE_BYTES = 256 * 1024 * 1024
-"""Estimated bytes of decoded open tail chunks the SQLite writer keeps in memory."""
+"""Estimated bytes of decoded open tail chunks the SQLite writer (or each PostgreSQL replica) keeps in memory."""
 
 STORE_SERIES_CACHE_ENTRIES = 100_000
-"""Metric series whose state (id, kind, columns, count, tail) the SQLite writer keeps in memory."""
+"""Metric series whose state (id, kind, columns, count, tail) the SQLite writer (or each PostgreSQL
+replica) keeps in memory."""
 
 STORE_READER_THREADS = 4
 """Threads (each with its own SQLite connection) serving reads while the writer commits."""
@@ -140,3 +141,16 @@ NATS_PING_INTERVAL_S = 5
 
 NATS_HEARTBEAT_S = 2.0
 """Idle heartbeat of a replica's stream consumer (seconds)."""
+
+PG_POOL_MIN_SIZE = 2
+"""PostgreSQL connections a collector keeps open at least (`--store postgresql://…`)."""
+
+PG_POOL_MAX_SIZE = 10
+"""PostgreSQL connections a collector opens at most; a call finding all of them busy waits for one."""
+
+PG_CONNECT_TIMEOUT_S = 10.0
+"""Seconds a starting collector waits for PostgreSQL before it stops with an error."""
+
+PG_TX_RETRIES = 5
+"""Times a PostgreSQL transaction that the server aborted for a deadlock or a serialization failure
+(replicas writing the same rows at once) is run again before the error reaches the caller."""

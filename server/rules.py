@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from runwire import limits
 from runwire.server import limits as server_limits
 from runwire.server.errors import InvalidArgument
+from runwire.server.records import NewRun, RunUpdate
 from runwire.statuses import RUN_STATUSES, TERMINAL_STATUSES
 
 DEFAULT_STATUS = "NotStarted"
@@ -106,6 +107,28 @@ def check_property_count(run_id: str, count: int) -> None:
             f"run {run_id} would have {count} properties, more than MAX_PROPERTIES_PER_RUN "
             f"({limits.MAX_PROPERTIES_PER_RUN})"
         )
+
+
+def check_new_run(new: NewRun) -> None:
+    """Every rule a new run's fields must meet (`Store.create_run`, `Store.submit_run`)."""
+    check_experiment_name(new.experiment_name)
+    check_run_id(new.run_id)
+    check_status(new.status)
+    check_display_name(new.display_name)
+    check_tags(new.tags)
+    check_properties(new.properties)
+    check_tag_count(new.run_id, len(new.tags))
+    check_property_count(new.run_id, len(new.properties))
+
+
+def check_run_update(update: RunUpdate) -> None:
+    """Every rule the fields of `Store.update_run` must meet (the run's state is the store's to check)."""
+    if update.status is not None:
+        check_status(update.status)
+    if update.display_name is not None:
+        check_display_name(update.display_name)
+    if update.error is not None:
+        check_error_details(update.error.details_json)
 
 
 def append_warnings(stored: list[str], new: list[str]) -> list[str]:

@@ -176,6 +176,30 @@ def set_tail(state: SeriesState, points: DecodedPoints | None, first_row: int, n
         state.tail, state.tail_rows, state.tail_nbytes = None, 0, 0
 
 
+def restore_tail(state: SeriesState, chunk_no: int | None, first_row: int, row_count: int) -> None:
+    """Set up `state` read back from a database whose last stored chunk of the series is
+    `chunk_no` (None: no chunk yet): the chunk after it, and that chunk as the open tail (not
+    loaded) when it may still take rows."""
+    if chunk_no is None:
+        return
+    state.next_chunk_no = chunk_no + 1
+    if row_count < limits.STORE_CHUNK_ROWS:
+        state.tail_rows, state.tail_first_row = row_count, first_row
+
+
+def prefetch_upto(refs: list, budget: int) -> int:
+    """The last of the leading chunks `refs` (`ChunkRef`s, in order, the last one left out: it is
+    always loaded, being the only one that may still change) whose blobs fit in `budget` bytes
+    together; -1 for none."""
+    upto = -1
+    for ref in refs[:-1]:
+        if ref.nbytes > budget:
+            break
+        budget -= ref.nbytes
+        upto = ref.chunk_no
+    return upto
+
+
 STORE_TAIL_MAX_ROWS = 4096
 """An open tail is rewritten on every append, so it is sealed once it reaches this many rows
 (large appends still make chunks of `STORE_CHUNK_ROWS`): a series that grows a few rows at a time

@@ -9,13 +9,14 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from runwire import limits
-from runwire.server.errors import AlreadyExists, CollectorError, InvalidArgument, NotFound
+from runwire.server.errors import CollectorError, NotFound
 from runwire.server.records import (
     ArtifactRecord,
     RunRecord,
     SnapshotRecord,
 )
+from runwire.server.store import transitions
+from runwire.server.store.rows import ARTIFACT_COLUMNS
 
 
 class SqliteFiles:
@@ -28,8 +29,6 @@ class SqliteFiles:
 
     # --- artifacts and snapshots ------------------------------------------------------------------------
 
-    _ARTIFACT_COLUMNS = "run_id, name, sha256, size, upload_id, created_time"
-
     async def add_artifact(self, record: ArtifactRecord) -> ArtifactRecord:
         return await self._write(self._add_artifact_tx, record)
 
@@ -37,23 +36,14 @@ class SqliteFiles:
         if conn.execute("SELECT 1 FROM runs WHERE id = ?", (a.run_id,)).fetchone() is None:
             raise NotFound(f"run {a.run_id!r} not found")
         row = conn.execute(
-            f"SELECT {self._ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = ? AND name = ?", (a.run_id, a.name)
+            f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = ? AND name = ?", (a.run_id, a.name)
         ).fetchone()
         if row is not None:
-            existing = ArtifactRecord(*row)
-            if a.upload_id and existing.upload_id == a.upload_id and existing.sha256 == a.sha256:
-                return existing
-            from runwire.artifact_names import conflict_message
-
-            raise AlreadyExists(conflict_message(a.run_id, a.name))
+            return transitions.existing_artifact(ArtifactRecord(*row), a)
         total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM artifacts WHERE run_id = ?", (a.run_id,)).fetchone()[0]
-        if total + a.size > limits.MAX_RUN_ARTIFACT_BYTES:
-            raise InvalidArgument(
-                f"run {a.run_id}: {a.name!r} ({a.size} bytes) would take the run's artifacts to {total + a.size} "
-                f"bytes, over MAX_RUN_ARTIFACT_BYTES ({limits.MAX_RUN_ARTIFACT_BYTES})"
-            )
+        transitions.check_artifact_room(a, total)
         conn.execute(
-            f"INSERT INTO artifacts ({self._ARTIFACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO artifacts ({ARTIFACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
             (a.run_id, a.name, a.sha256, a.size, a.upload_id, a.created_time),
         )
         return a
@@ -80,8 +70,7 @@ class SqliteFiles:
         for lo in range(0, len(names), 500):
             part = names[lo : lo + 500]
             rows = conn.execute(
-                f"SELECT {self._ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = ? AND name IN "
-                f"({', '.join('?' * len(part))})",
+                f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = ? AND name IN ({', '.join('?' * len(part))})",
                 (run_id, *part),
             ).fetchall()
             for row in rows:
@@ -93,7 +82,7 @@ class SqliteFiles:
 
     def _get_artifact_tx(self, conn: sqlite3.Connection, run_id: str, name: str) -> ArtifactRecord | None:
         row = conn.execute(
-            f"SELECT {self._ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = ? AND name = ?", (run_id, name)
+            f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = ? AND name = ?", (run_id, name)
         ).fetchone()
         return None if row is None else ArtifactRecord(*row)
 
@@ -104,7 +93,7 @@ class SqliteFiles:
         if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
             raise NotFound(f"run {run_id!r} not found")
         rows = conn.execute(
-            f"SELECT {self._ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = ? AND substr(name, 1, ?) = ? "
+            f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = ? AND substr(name, 1, ?) = ? "
             "ORDER BY created_time, id",
             (run_id, len(prefix), prefix),
         ).fetchall()

@@ -7,8 +7,6 @@ file's last chunk while it is small), and the status changes a run reports throu
 
 from __future__ import annotations
 
-import json
-import logging
 import sqlite3
 import time
 from collections import OrderedDict
@@ -19,11 +17,8 @@ from typing import Any
 from runwire import codec, limits
 from runwire.server import limits as server_limits
 from runwire.server.records import (
-    JOB_DONE,
-    JOB_LEASED,
     CommittedLog,
     CommittedPoints,
-    EndedLease,
     IngestOutcome,
     IngestUnit,
     LogInput,
@@ -31,12 +26,13 @@ from runwire.server.records import (
     RunRecord,
     StatusInput,
 )
-from runwire.server.store import series
+from runwire.server.store import series, transitions
+from runwire.server.store.rows import log_blob
 from runwire.server.store.series import SeriesState
-from runwire.server.store.sqlite_runs import _error_json, _record_status
-from runwire.statuses import TERMINAL_STATUSES
+from runwire.server.store.sqlite_runs import _record_status, _set_run
+from runwire.server.store.transitions import LOG_CHUNK_MAX_CHARS, LOG_CHUNK_MAX_LINES
 
-log = logging.getLogger("runwire.server.store.sqlite")  # the backend's one logger, whichever module logs
+__all__ = ["LOG_CHUNK_MAX_CHARS", "LOG_CHUNK_MAX_LINES", "SqliteIngest"]
 
 
 _UPSERT_CHUNK = (
@@ -46,11 +42,6 @@ _UPSERT_CHUNK = (
 )
 
 
-def _signed64(seq: int) -> int:
-    """A uint64 sequence number as the int64 SQLite stores (the mapping is one-to-one)."""
-    return seq - (1 << 64) if seq >= (1 << 63) else seq
-
-
 @dataclass
 class _Pending:
     """Rows admitted to one series in the current transaction, appended at its end."""
@@ -58,18 +49,6 @@ class _Pending:
     state: SeriesState
     parts: list[codec.DecodedPoints] = field(default_factory=list)
     rows: int = 0
-
-
-LOG_CHUNK_MAX_LINES = 1_000
-"""Lines of one stored log chunk, beyond which appended lines start a new chunk (small appends are
-merged into the last chunk up to it)."""
-
-LOG_CHUNK_MAX_CHARS = 256 * 1024
-"""Characters of one stored log chunk, beyond which appended lines start a new chunk."""
-
-
-def _log_blob(lines: list[str]) -> bytes:
-    return codec.compress(json.dumps(lines, ensure_ascii=False).encode())
 
 
 class SqliteIngest:
@@ -105,7 +84,7 @@ class SqliteIngest:
                     continue
                 cur = conn.execute(
                     "INSERT OR IGNORE INTO dedup (producer_id, seq) VALUES (?, ?)",
-                    (batch.producer_id, _signed64(batch.seq)),
+                    (batch.producer_id, transitions.signed64(batch.seq)),
                 )
                 if cur.rowcount == 0:
                     out.duplicate_batches += 1
@@ -183,20 +162,13 @@ class SqliteIngest:
                 row = (cur.lastrowid, 0)
             entry = files[key] = [row[0], row[1]]
         file_id, count = entry
-        lines, first = item.lines, item.first_line
-        if first < count:
-            skip = count - first
-            if skip >= len(lines):
-                return
-            lines, first = lines[skip:], count
-        elif first > count:
-            text = (
-                f"run {item.run_id!r} log {item.path!r}: lines {count}..{first - 1} never arrived; "
-                f"the {len(lines)} lines sent as {first}.. are stored from line {count}"
-            )
-            out.warnings.append(text)
-            run_warnings.setdefault(item.run_id, []).append(text)
-            first = count
+        placed = transitions.place_log_lines(item, count)
+        if placed is None:
+            return
+        if placed.warning is not None:
+            out.warnings.append(placed.warning)
+            run_warnings.setdefault(item.run_id, []).append(placed.warning)
+        first, lines = placed.first, placed.lines
         self._store_log_lines(conn, file_id, first, lines)
         entry[1] = first + len(lines)
         out.events.append(CommittedLog(item.run_id, item.path, first, lines))
@@ -207,24 +179,19 @@ class SqliteIngest:
         per line), else as a new chunk."""
         chars = sum(map(len, lines))
         tail = self._log_tails.get(file_id)
-        if (
-            tail is not None
-            and tail[0] + len(tail[1]) == first
-            and len(tail[1]) + len(lines) <= LOG_CHUNK_MAX_LINES
-            and tail[2] + chars <= LOG_CHUNK_MAX_CHARS
-        ):
+        if tail is not None and transitions.log_chunk_takes(tail[0], len(tail[1]), tail[2], first, len(lines), chars):
             start, merged, merged_chars = tail[0], tail[1] + lines, tail[2] + chars
             conn.execute(
                 "UPDATE logs SET line_count = ?, blob = ? WHERE file_id = ? AND first_line = ?",
-                (len(merged), _log_blob(merged), file_id, start),
+                (len(merged), log_blob(merged), file_id, start),
             )
         else:
             start, merged, merged_chars = first, list(lines), chars
             conn.execute(
                 "INSERT INTO logs (file_id, first_line, line_count, blob) VALUES (?, ?, ?, ?)",
-                (file_id, first, len(lines), _log_blob(lines)),
+                (file_id, first, len(lines), log_blob(lines)),
             )
-        if len(merged) < LOG_CHUNK_MAX_LINES and merged_chars < LOG_CHUNK_MAX_CHARS:
+        if transitions.log_chunk_open(len(merged), merged_chars):
             if len(self._log_tails) >= server_limits.STORE_SERIES_CACHE_ENTRIES:
                 self._log_tails.clear()
             self._log_tails[file_id] = (start, merged, merged_chars)
@@ -238,45 +205,21 @@ class SqliteIngest:
         if row is None:
             out.warnings.append(f"run {sc.run_id!r}: status {sc.status} reported for no run with this id; ignored")
             return
-        status, start = row
         job = self._job_tx(conn, sc.run_id)
-        leased = job is not None and job.state == JOB_LEASED
-        if sc.lease_id and not (leased and job is not None and job.lease_id == sc.lease_id):
-            log.info(
-                "stale status change ignored",
-                extra={"fields": {"run_id": sc.run_id, "status": sc.status, "lease_id": sc.lease_id}},
-            )
-            return
-        if status in TERMINAL_STATUSES:
-            return  # terminal statuses are never left (this also covers only_if_active)
-        if leased and not sc.lease_id and sc.only_if_active:
-            return  # the node running the job reports its outcome (it knows the exit code)
-        new = sc.status
-        if (status == "CancelRequested" or (job is not None and job.cancel_requested)) and new not in TERMINAL_STATUSES:
-            new = status  # a cancel in progress is only left for a final status
         now = time.time()
-        sets, params = [], []
-        if new != status:
-            sets.append("status = ?")
-            params.append(new)
-            _record_status(conn, sc.run_id, new, now)
-            if new in TERMINAL_STATUSES:
-                sets.append("end_time = ?")
-                params.append(now)
-        if sc.status == "Running" and start is None:
-            sets.append("start_time = ?")
-            params.append(now)
-        if sc.error is not None:
-            sets.append("error = ?")
-            params.append(_error_json(sc.error))
-        if not sets:
+        change = transitions.reported_status(
+            sc.run_id, sc.status, sc.lease_id, sc.only_if_active, sc.error, row[0], row[1], job, now
+        )
+        if change is None:
             return
-        conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", [*params, sc.run_id])
-        if new in TERMINAL_STATUSES and job is not None and job.state != JOB_DONE:
-            conn.execute("UPDATE jobs SET state = ? WHERE run_id = ?", (JOB_DONE, sc.run_id))
-            if leased:
-                out.ended_leases.append(EndedLease(job.lease_id, job.run_id, job.node_id, job.target))
-        if new != status or sc.error is not None:
+        _set_run(conn, sc.run_id, change.sets)
+        if change.entered is not None:
+            _record_status(conn, sc.run_id, change.entered, now)
+        if change.job_state is not None:
+            conn.execute("UPDATE jobs SET state = ? WHERE run_id = ?", (change.job_state, sc.run_id))
+        if change.ended_lease is not None:
+            out.ended_leases.append(change.ended_lease)
+        if change.publish:
             out.events.append(self._get_run_tx(conn, sc.run_id))
 
     # --- deduplication keys ---------------------------------------------------------------------------
@@ -296,14 +239,11 @@ class SqliteIngest:
         return floor
 
     def _raise_floor(self, conn: sqlite3.Connection, producer_id: str) -> None:
-        floor = new = self._floor(conn, producer_id)
+        floor = self._floor(conn, producer_id)
         rows = conn.execute(
             "SELECT seq FROM dedup WHERE producer_id = ? AND seq > ? ORDER BY seq", (producer_id, floor)
         ).fetchall()
-        for (seq,) in rows:
-            if seq != new + 1:
-                break
-            new = seq
+        new = transitions.next_floor(floor, [seq for (seq,) in rows])
         if new > floor:
             conn.execute("DELETE FROM dedup WHERE producer_id = ? AND seq > 0 AND seq <= ?", (producer_id, new))
             conn.execute(
@@ -324,7 +264,7 @@ class SqliteIngest:
         n_series = self._series_count(conn, p.run_id)
 
         def refuse(rule: str, dropped: int) -> None:
-            text = f"run {p.run_id!r} metric {p.name!r}: {rule}; {dropped} points dropped"
+            text = transitions.metric_refusal(p, rule, dropped)
             out.warnings.append(text)
             out.points_dropped += dropped
             if n_series is not None:
@@ -339,28 +279,15 @@ class SqliteIngest:
         state = self._get_series(conn, p.run_id, p.name)
         if state is None:
             if n_series >= limits.MAX_METRIC_NAMES_PER_RUN:
-                refuse(
-                    f"the run already has MAX_METRIC_NAMES_PER_RUN ({limits.MAX_METRIC_NAMES_PER_RUN}) metric names",
-                    p.count,
-                )
+                refuse(transitions.names_limit_rule(), p.count)
                 return
             state = self._create_series(conn, p)
-        rule = series.conflict(state, p.kind, p.points)
-        if rule is not None:
-            refuse(rule, p.count)
-            return
         entry = pending.get(state.id)
         if entry is None:
             entry = pending[state.id] = _Pending(state)
-        room = limits.MAX_ROWS_PER_METRIC - state.count - entry.rows
-        points = p.points
-        if points.count > room:
-            rule = f"the metric reached MAX_ROWS_PER_METRIC ({limits.MAX_ROWS_PER_METRIC}) rows"
-            refuse(rule, points.count - max(room, 0))
-            if room <= 0:
-                return
-            points = codec.slice_points(points, 0, room)
-        series.absorb(state, points, p.description)
+        points = transitions.admit_points(p, state, entry.rows, refuse)
+        if points is None:
+            return
         out.committed.append(CommittedPoints(p.run_id, p.name, p.kind, p.description, state.count + entry.rows, points))
         entry.parts.append(points)
         entry.rows += points.count
@@ -411,9 +338,7 @@ class SqliteIngest:
             (state.id,),
         ).fetchone()
         if last is not None:
-            state.next_chunk_no = last[0] + 1
-            if last[2] < limits.STORE_CHUNK_ROWS:
-                state.tail_rows, state.tail_first_row = last[2], last[1]
+            series.restore_tail(state, *last)
         self._series[key] = state
         return state
 

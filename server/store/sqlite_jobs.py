@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from runwire import codec, limits
 from runwire.server import rules
 from runwire.server.errors import NotFound
 from runwire.server.records import (
@@ -27,37 +26,16 @@ from runwire.server.records import (
     NewRun,
     NodeRecord,
     ReleasedLease,
-    RunErrorRecord,
     RunRecord,
     TargetRecord,
 )
-from runwire.server.store.sqlite_runs import _error_json, _record_status
+from runwire.server.store import transitions
+from runwire.server.store.rows import JOB_COLUMNS, job_record, log_lines
+from runwire.server.store.sqlite_runs import _record_status, _set_run
+from runwire.server.store.transitions import NODE_LOST_ERROR_CODE, NOT_STARTED_STATUSES
+
+__all__ = ["NODE_LOST_ERROR_CODE", "NOT_STARTED_STATUSES", "SqliteJobs"]
 from runwire.statuses import TERMINAL_STATUSES
-
-_JOB_COLUMNS = (
-    "run_id, target, definition, state, lease_id, node_id, attempts, queued_time, leased_time, cancel_requested"
-)
-
-NOT_STARTED_STATUSES = frozenset({"NotStarted", "Queued", "Preparing", "Provisioning", "Starting"})
-"""A job whose run is in one of these never started its process: losing its lease queues it again."""
-
-NODE_LOST_ERROR_CODE = "NodeLost"
-"""Error code of a run failed because the node running its job was lost."""
-
-
-def _job(row: tuple) -> JobRecord:
-    return JobRecord(
-        run_id=row[0],
-        target=row[1],
-        definition=row[2],
-        state=row[3],
-        lease_id=row[4],
-        node_id=row[5],
-        attempts=row[6],
-        queued_time=row[7],
-        leased_time=row[8],
-        cancel_requested=bool(row[9]),
-    )
 
 
 class SqliteJobs:
@@ -72,14 +50,7 @@ class SqliteJobs:
     # --- script runs: jobs, leases, nodes, logs (issue 4) ---------------------------------------------
 
     async def submit_run(self, new: NewRun, definition: bytes) -> RunRecord:
-        rules.check_experiment_name(new.experiment_name)
-        rules.check_run_id(new.run_id)
-        rules.check_status(new.status)
-        rules.check_display_name(new.display_name)
-        rules.check_tags(new.tags)
-        rules.check_properties(new.properties)
-        rules.check_tag_count(new.run_id, len(new.tags))
-        rules.check_property_count(new.run_id, len(new.properties))
+        rules.check_new_run(new)
         rules.check_target(new.target)
         return await self._write(self._submit_run_tx, new, definition)
 
@@ -93,8 +64,8 @@ class SqliteJobs:
 
     @staticmethod
     def _job_tx(conn: sqlite3.Connection, run_id: str) -> JobRecord | None:
-        row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE run_id = ?", (run_id,)).fetchone()
-        return None if row is None else _job(row)
+        row = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE run_id = ?", (run_id,)).fetchone()
+        return None if row is None else job_record(row)
 
     async def get_job(self, run_id: str) -> JobRecord:
         job = await self._read(self._job_tx, run_id)
@@ -142,39 +113,22 @@ class SqliteJobs:
         return await self._write(self._release_lease_tx, lease_id, reason)
 
     def _release_lease_tx(self, conn: sqlite3.Connection, lease_id: str, reason: str) -> ReleasedLease | None:
-        row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE lease_id = ? AND state = ?", (lease_id, JOB_LEASED))
+        row = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE lease_id = ? AND state = ?", (lease_id, JOB_LEASED))
         found = row.fetchone()
         if found is None:
             return None
-        job = _job(found)
+        job = job_record(found)
         (status,) = conn.execute("SELECT status FROM runs WHERE id = ?", (job.run_id,)).fetchone()
+        node = conn.execute("SELECT hostname FROM nodes WHERE node_id = ?", (job.node_id,)).fetchone()
         now = time.time()
-        requeued = False
-        if status in TERMINAL_STATUSES:
-            conn.execute("UPDATE jobs SET state = ? WHERE run_id = ?", (JOB_DONE, job.run_id))
-        elif job.cancel_requested:
-            conn.execute("UPDATE jobs SET state = ? WHERE run_id = ?", (JOB_DONE, job.run_id))
-            conn.execute("UPDATE runs SET status = 'Canceled', end_time = ? WHERE id = ?", (now, job.run_id))
-            _record_status(conn, job.run_id, "Canceled", now)
-        elif status in NOT_STARTED_STATUSES:
-            conn.execute("UPDATE jobs SET state = ? WHERE run_id = ?", (JOB_QUEUED, job.run_id))
-            conn.execute("UPDATE runs SET status = 'Queued' WHERE id = ?", (job.run_id,))
-            if status != "Queued":
-                _record_status(conn, job.run_id, "Queued", now)
-            requeued = True
-        else:
-            node = conn.execute("SELECT hostname FROM nodes WHERE node_id = ?", (job.node_id,)).fetchone()
-            name = f"{node[0]} ({job.node_id})" if node and node[0] else job.node_id
-            error = RunErrorRecord(NODE_LOST_ERROR_CODE, f"node {name} {reason}")
-            conn.execute("UPDATE jobs SET state = ? WHERE run_id = ?", (JOB_DONE, job.run_id))
-            conn.execute(
-                "UPDATE runs SET status = 'Failed', end_time = ?, error = ? WHERE id = ?",
-                (now, _error_json(error), job.run_id),
-            )
-            _record_status(conn, job.run_id, "Failed", now)
+        change = transitions.lease_lost(job, status, node[0] if node else "", reason, now)
+        conn.execute("UPDATE jobs SET state = ? WHERE run_id = ?", (change.job_state, job.run_id))
+        _set_run(conn, job.run_id, change.sets)
+        if change.entered is not None:
+            _record_status(conn, job.run_id, change.entered, now)
         after = self._job_tx(conn, job.run_id)
         assert after is not None
-        return ReleasedLease(after, self._get_run_tx(conn, job.run_id), requeued)
+        return ReleasedLease(after, self._get_run_tx(conn, job.run_id), change.requeued)
 
     async def cancel_run(self, run_id: str) -> tuple[RunRecord, JobRecord | None, bool]:
         return await self._write(self._cancel_run_tx, run_id)
@@ -205,9 +159,9 @@ class SqliteJobs:
     async def jobs_of_node(self, node_id: str) -> list[JobRecord]:
         return await self._read(
             lambda conn: [
-                _job(r)
+                job_record(r)
                 for r in conn.execute(
-                    f"SELECT {_JOB_COLUMNS} FROM jobs WHERE node_id = ? AND state = ? ORDER BY leased_time",
+                    f"SELECT {JOB_COLUMNS} FROM jobs WHERE node_id = ? AND state = ? ORDER BY leased_time",
                     (node_id, JOB_LEASED),
                 )
             ]
@@ -219,9 +173,9 @@ class SqliteJobs:
             lambda conn: {
                 job.lease_id: job
                 for job in (
-                    _job(r)
+                    job_record(r)
                     for r in conn.execute(
-                        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE lease_id IN (SELECT value FROM json_each(?))", (ids,)
+                        f"SELECT {JOB_COLUMNS} FROM jobs WHERE lease_id IN (SELECT value FROM json_each(?))", (ids,)
                     )
                 )
             }
@@ -230,9 +184,9 @@ class SqliteJobs:
     async def expired_leases(self, seen_before: float) -> list[JobRecord]:
         return await self._read(
             lambda conn: [
-                _job(r)
+                job_record(r)
                 for r in conn.execute(
-                    f"SELECT {', '.join('j.' + c for c in _JOB_COLUMNS.split(', '))} FROM jobs j "
+                    f"SELECT {', '.join('j.' + c for c in JOB_COLUMNS.split(', '))} FROM jobs j "
                     "LEFT JOIN nodes n ON n.node_id = j.node_id "
                     "WHERE j.state = 'leased' AND COALESCE(n.last_seen, 0) < ?",
                     (seen_before,),
@@ -361,7 +315,7 @@ class SqliteJobs:
                 (file_id, end, from_line),
             )
             for first, count, blob in rows:
-                chunk = json.loads(codec.decompress(blob, limits.MAX_GRPC_MESSAGE_BYTES * 4))
+                chunk = log_lines(blob)
                 lo = max(from_line - first, 0)
                 hi = min(end - first, count)
                 lines.extend(chunk[lo:hi])

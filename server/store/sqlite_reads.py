@@ -75,15 +75,10 @@ class SqliteReads:
             ]
             # Prefetch the leading chunks within the budget, and always the last one: it is the only
             # chunk that may still change, so it must come from this snapshot.
-            upto = -1
-            for ref in refs[:-1]:
-                if ref.nbytes > budget:
-                    break
-                budget -= ref.nbytes
-                upto = ref.chunk_no
+            upto = series.prefetch_upto(refs, budget)
             blobs: dict[int, bytes] = {}
             if refs:
-                budget -= refs[-1].nbytes
+                budget -= sum(r.nbytes for r in refs if r.chunk_no <= upto) + refs[-1].nbytes
                 blobs = dict(
                     conn.execute(
                         "SELECT chunk_no, blob FROM chunks WHERE series_id = ? AND (chunk_no <= ? OR chunk_no = ?)",

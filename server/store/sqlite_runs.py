@@ -1,8 +1,8 @@
 """Experiments and runs of the SQLite store: creating, finding and listing experiments; creating,
 getting, listing and updating runs (with their warnings, tags and properties); and each run's status
 history, appended by `_record_status` in the transaction that changes a status. Also the row helpers
-the other parts share: `_RUN_COLUMNS` / `_load_runs` (a run row as a `RunRecord`) and `_error_json`
-(a run's error as stored).
+the other parts share: `_load_runs` (run rows as `RunRecord`s) and `_set_run` (columns a
+`transitions.RunChange` sets).
 """
 
 from __future__ import annotations
@@ -15,23 +15,18 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from runwire.server import rules
-from runwire.server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from runwire.server.errors import AlreadyExists, InvalidArgument, NotFound
 from runwire.server.records import (
-    JOB_DONE,
     ExperimentRecord,
     NewRun,
-    RunErrorRecord,
     RunQuery,
     RunRecord,
     RunUpdate,
     StatusEntry,
 )
+from runwire.server.store import transitions
+from runwire.server.store.rows import RUN_COLUMNS, run_record
 from runwire.statuses import TERMINAL_STATUSES
-
-_RUN_COLUMNS = (
-    "r.id, r.experiment_id, e.name, r.parent_id, r.number, r.name, r.display_name, r.description, r.status, "
-    "r.type, r.target, r.created_time, r.start_time, r.end_time, r.error, r.warnings"
-)
 
 
 class SqliteRuns:
@@ -81,14 +76,7 @@ class SqliteRuns:
     # --- runs -------------------------------------------------------------------------------------------
 
     async def create_run(self, new: NewRun) -> RunRecord:
-        rules.check_experiment_name(new.experiment_name)
-        rules.check_run_id(new.run_id)
-        rules.check_status(new.status)
-        rules.check_display_name(new.display_name)
-        rules.check_tags(new.tags)
-        rules.check_properties(new.properties)
-        rules.check_tag_count(new.run_id, len(new.tags))
-        rules.check_property_count(new.run_id, len(new.properties))
+        rules.check_new_run(new)
         return await self._write(self._create_run_tx, new)
 
     def _create_run_tx(self, conn: sqlite3.Connection, new: NewRun) -> RunRecord:
@@ -154,35 +142,10 @@ class SqliteRuns:
 
     def _load_runs(self, conn: sqlite3.Connection, where: str, params: list, prefix: str = "") -> list[RunRecord]:
         sql = (
-            f"{prefix}SELECT {_RUN_COLUMNS} FROM runs r JOIN experiments e ON e.id = r.experiment_id {where} "
+            f"{prefix}SELECT {RUN_COLUMNS} FROM runs r JOIN experiments e ON e.id = r.experiment_id {where} "
             "ORDER BY r.created_time DESC, r.number DESC"
         )
-        runs = []
-        for row in conn.execute(sql, params):
-            error = None
-            if row[14]:
-                err = json.loads(row[14])
-                error = RunErrorRecord(err["code"], err["message"], err.get("details_json", ""))
-            runs.append(
-                RunRecord(
-                    run_id=row[0],
-                    experiment_id=row[1],
-                    experiment_name=row[2],
-                    parent_run_id=row[3],
-                    number=row[4],
-                    name=row[5],
-                    display_name=row[6],
-                    description=row[7],
-                    status=row[8],
-                    type=row[9],
-                    target=row[10],
-                    created_time=row[11],
-                    start_time=row[12],
-                    end_time=row[13],
-                    error=error,
-                    warnings=json.loads(row[15]),
-                )
-            )
+        runs = [run_record(row) for row in conn.execute(sql, params)]
         if runs:
             by_id = {r.run_id: r for r in runs}
             ids = json.dumps(list(by_id))
@@ -246,58 +209,23 @@ class SqliteRuns:
         return self._load_runs(conn, ("WHERE " + " AND ".join(where)) if where else "", params, prefix)
 
     async def update_run(self, update: RunUpdate) -> RunRecord:
-        if update.status is not None:
-            rules.check_status(update.status)
-        if update.display_name is not None:
-            rules.check_display_name(update.display_name)
-        if update.error is not None:
-            rules.check_error_details(update.error.details_json)
+        rules.check_run_update(update)
         return await self._write(self._update_run_tx, update)
 
     def _update_run_tx(self, conn: sqlite3.Connection, u: RunUpdate) -> RunRecord:
         row = conn.execute("SELECT status, start_time, end_time FROM runs WHERE id = ?", (u.run_id,)).fetchone()
         if row is None:
             raise NotFound(f"run {u.run_id} not found")
-        status, start, end = row
-        sets: list[str] = []
-        params: list = []
-        if u.status is not None and u.status != status:
-            if status in TERMINAL_STATUSES:
-                raise FailedPrecondition(f"run {u.run_id} is already {status}; a finished run cannot become {u.status}")
-            now = time.time()
-            sets.append("status = ?")
-            params.append(u.status)
-            _record_status(conn, u.run_id, u.status, now)
-            if u.status == "Running" and start is None:
-                sets.append("start_time = ?")
-                params.append(now)
-            if u.status in TERMINAL_STATUSES and end is None:
-                sets.append("end_time = ?")
-                params.append(now)
-            if u.status in TERMINAL_STATUSES:
-                # a finished run's job is never (re)leased; a node still running it is told at its next heartbeat
-                conn.execute(
-                    "UPDATE jobs SET state = ? WHERE run_id = ? AND state != ?", (JOB_DONE, u.run_id, JOB_DONE)
-                )
-        if u.display_name is not None:
-            sets.append("display_name = ?")
-            params.append(u.display_name)
-        if u.description is not None:
-            sets.append("description = ?")
-            params.append(u.description)
-        if u.error is not None:
-            sets.append("error = ?")
-            params.append(
-                json.dumps(
-                    {
-                        "code": u.error.code,
-                        "message": rules.truncate_error_message(u.error.message),
-                        "details_json": u.error.details_json,
-                    }
-                )
+        now = time.time()
+        change = transitions.run_update(u, *row, now)
+        _set_run(conn, u.run_id, change.sets)
+        if change.entered is not None:
+            _record_status(conn, u.run_id, change.entered, now)
+        if change.job_state is not None:
+            conn.execute(
+                "UPDATE jobs SET state = ? WHERE run_id = ? AND state != ?",
+                (change.job_state, u.run_id, change.job_state),
             )
-        if sets:
-            conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", [*params, u.run_id])
         if u.warnings:
             self._append_run_warnings(conn, u.run_id, list(u.warnings))
         return self._get_run_tx(conn, u.run_id)
@@ -339,17 +267,7 @@ class SqliteRuns:
         if not conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
             raise NotFound(f"run {run_id} not found")
         stored = dict(conn.execute("SELECT key, value FROM properties WHERE run_id = ?", (run_id,)).fetchall())
-        new = {}
-        for key, value in properties.items():
-            if key in stored:
-                if stored[key] != value:
-                    raise AlreadyExists(
-                        f"property {key!r} of run {run_id} is already {stored[key]!r}; properties are immutable "
-                        f"and cannot become {value!r}"
-                    )
-            else:
-                new[key] = value
-        rules.check_property_count(run_id, len(stored) + len(new))
+        new = transitions.new_properties(run_id, stored, properties)
         conn.executemany(
             "INSERT INTO properties (run_id, key, value) VALUES (?, ?, ?)", [(run_id, k, v) for k, v in new.items()]
         )
@@ -374,7 +292,7 @@ def _record_status(conn: sqlite3.Connection, run_id: str, status: str, when: flo
     conn.execute("INSERT INTO status_history (run_id, status, time) VALUES (?, ?, ?)", (run_id, status, when))
 
 
-def _error_json(error: RunErrorRecord) -> str:
-    return json.dumps(
-        {"code": error.code, "message": rules.truncate_error_message(error.message), "details_json": error.details_json}
-    )
+def _set_run(conn: sqlite3.Connection, run_id: str, sets: Mapping[str, object]) -> None:
+    """UPDATE the run's columns `sets` (names from `transitions`, never from a client)."""
+    if sets:
+        conn.execute(f"UPDATE runs SET {', '.join(f'{c} = ?' for c in sets)} WHERE id = ?", [*sets.values(), run_id])

@@ -2,20 +2,71 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
 
 from runwire import limits
 from runwire.server.app import Collector, CollectorConfig
-from runwire.server.store.sqlite import SqliteStore
+from runwire.server.store.base import Store
+from runwire.server.store.factory import make_store
+from runwire.server.store.postgres import PostgresStore
 from runwire.v1 import ingest_pb2_grpc, runs_pb2_grpc
+from tests import pgtest
+
+STORES = ("sqlite", "postgresql")
+"""The store backends every store test runs against (`store`, `store_url`)."""
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """One PostgreSQL database for this test session, migrated, dropped at the end."""
+    reason = pgtest.unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    url = pgtest.create_database()
+    try:
+
+        async def migrate() -> None:
+            s = PostgresStore(url)
+            await s.open()
+            await s.close()
+
+        asyncio.run(migrate())
+        yield url
+    finally:
+        pgtest.drop_database(url)
+
+
+@pytest.fixture(params=STORES)
+def store_url(request, tmp_path) -> str:
+    """The URL of an empty store of each backend: a new SQLite file, or the session's PostgreSQL
+    database emptied."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path / 'store.sqlite3'}"
+    url = request.getfixturevalue("pg_database")
+    pgtest.truncate(url)
+    return url
 
 
 @pytest.fixture
-async def store(tmp_path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "store.sqlite3")
+def fresh_pg_database() -> Iterator[str]:
+    """A PostgreSQL database of its own (no schema yet), dropped afterwards."""
+    reason = pgtest.unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    url = pgtest.create_database()
+    try:
+        yield url
+    finally:
+        pgtest.drop_database(url)
+
+
+@pytest.fixture
+async def store(store_url, tmp_path) -> AsyncIterator[Store]:
+    s = make_store(store_url, tmp_path)
     await s.open()
     try:
         yield s

@@ -1,32 +1,36 @@
-"""The SQLite store alone: metric series as chunks, types, kinds, limits, warnings, dedup."""
+"""The store alone (SQLite and PostgreSQL): metric series as chunks, types, kinds, limits, warnings, dedup."""
 
 from __future__ import annotations
 
 import math
 import sqlite3
+import sys
 
 import numpy as np
 import pytest
 from collector_helpers import batch, column_values, decode_blobs, points, request
+from store_sql import rows
 
 from runwire import codec, limits
 from runwire.server import limits as server_limits
 from runwire.server.batches import RejectedRequest, decode_request
 from runwire.server.records import IngestOutcome, NewRun
+from runwire.server.store.base import Store
+from runwire.server.store.factory import make_store
 from runwire.server.store.sqlite import SCHEMA_VERSION, SqliteStore
 from runwire.v1 import ingest_pb2, metrics_pb2
 
 _seq = iter(range(1, 1_000_000))
 
 
-async def log(store: SqliteStore, *metrics: metrics_pb2.MetricPoints, producer: str = "p") -> IngestOutcome:
+async def log(store: Store, *metrics: metrics_pb2.MetricPoints, producer: str = "p") -> IngestOutcome:
     """Commit one batch holding `metrics`."""
     unit = decode_request(request(1, batch(producer, next(_seq), *metrics)))
     (outcome,) = await store.commit([unit])
     return outcome
 
 
-async def read(store: SqliteStore, run_id: str, recursive: bool = False, names=()) -> dict:
+async def read(store: Store, run_id: str, recursive: bool = False, names=()) -> dict:
     """{(run_id, name): (snapshot, decoded points)} in read order, fetching sealed chunks as a client would."""
     out = {}
     async for snap in store.read_metrics(run_id, recursive, names):
@@ -40,7 +44,7 @@ async def read(store: SqliteStore, run_id: str, recursive: bool = False, names=(
     return out
 
 
-async def values(store: SqliteStore, run_id: str, name: str, col: str = "") -> list:
+async def values(store: Store, run_id: str, name: str, col: str = "") -> list:
     _, decoded = (await read(store, run_id, names=[name]))[(run_id, name)]
     return column_values(decoded, col)
 
@@ -72,14 +76,13 @@ async def test_appends_merge_the_open_tail_and_split_long_runs(store, run, small
     assert decoded.timestamps.dtype == np.int64 and decoded.timestamps.size == 17
 
 
-async def test_tail_is_merged_after_reopening_the_store(tmp_path, small_chunks):
-    path = tmp_path / "db.sqlite3"
-    s = SqliteStore(path)
+async def test_tail_is_merged_after_reopening_the_store(store_url, tmp_path, small_chunks):
+    s = make_store(store_url, tmp_path)
     await s.open()
     await s.create_run(NewRun(experiment_name="exp", run_id="r", status="Running"))
     await log(s, points("r", "x", [1, 2, 3, 4, 5]))
     await s.close()
-    s = SqliteStore(path)
+    s = make_store(store_url, tmp_path)
     await s.open()
     try:
         await log(s, points("r", "x", [6, 7]))
@@ -279,7 +282,7 @@ async def test_duplicate_batches_are_skipped(store, run):
     assert await values(store, run, "m") == [1.0, 2.0, 3.0, 4.0, 5.0]
 
 
-async def test_dedup_floor_keeps_the_table_small_and_still_refuses_replays(store, run, tmp_path):
+async def test_dedup_floor_keeps_the_table_small_and_still_refuses_replays(store, run, store_url, tmp_path):
     def commit(seq: int, value: float):
         return store.commit([decode_request(request(seq, batch("prod", seq, points(run, "m", [value]))))])
 
@@ -287,11 +290,7 @@ async def test_dedup_floor_keeps_the_table_small_and_still_refuses_replays(store
         await commit(seq, float(seq))
 
     def dedup_rows() -> list[tuple[str, int]]:
-        con = sqlite3.connect(tmp_path / "store.sqlite3")
-        try:
-            return con.execute("SELECT producer_id, seq FROM dedup ORDER BY seq").fetchall()
-        finally:
-            con.close()
+        return rows(store, "SELECT producer_id, seq FROM dedup ORDER BY seq")
 
     assert dedup_rows() == [("prod", 5)]  # 1-3 are under the floor; 5 waits for 4
     (replay,) = await commit(2, 99.0)
@@ -302,7 +301,7 @@ async def test_dedup_floor_keeps_the_table_small_and_still_refuses_replays(store
         (again,) = await commit(seq, 99.0)
         assert again.duplicate_batches == 1
     await store.close()
-    reopened = SqliteStore(tmp_path / "store.sqlite3")  # the floor is persisted, not only cached
+    reopened = make_store(store_url, tmp_path)  # the floor is persisted, not only cached
     await reopened.open()
     try:
         (again,) = await reopened.commit([decode_request(request(9, batch("prod", 3, points(run, "m", [9.0]))))])
@@ -375,10 +374,9 @@ async def test_running_stats_for_the_studio(store, run):
     await log(store, points(run, "loss", [3.0, float("nan"), 1.0, None]))
     await log(store, points(run, "loss", [2.0, 5.0]))
     await log(store, points(run, "t", table={"a": [1]}))
-    with sqlite3.connect(store.path) as conn:
-        rows = dict(conn.execute("SELECT name, json_array(last, min, max, row_count) FROM series").fetchall())
-    assert rows["loss"] == "[5.0,1.0,5.0,6]"
-    assert rows["t"] == "[null,null,null,1]"
+    stats = {r[0]: r[1:] for r in rows(store, "SELECT name, last, min, max, row_count FROM series")}
+    assert stats["loss"] == (5.0, 1.0, 5.0, 6)
+    assert stats["t"] == (None, None, None, 1)
 
 
 async def test_large_series_reads_back_exactly(store, run):
@@ -417,9 +415,8 @@ def test_rejections_at_decode():
 
 
 async def test_a_read_is_a_consistent_snapshot_while_rows_are_appended(store, run, small_chunks, monkeypatch):
-    from runwire.server.store import sqlite as sqlite_store
-
-    monkeypatch.setattr(sqlite_store, "READ_PREFETCH_BYTES", 0)  # sealed chunks are fetched later
+    backend = sys.modules[type(store).__module__]  # sqlite.py or postgres.py
+    monkeypatch.setattr(backend, "READ_PREFETCH_BYTES", 0)  # sealed chunks are fetched later
     await log(store, points(run, "m", [float(i) for i in range(10)]))  # chunks of 4, 4 and an open 2
     reader = store.read_metrics(run)
     snap = await anext(reader)

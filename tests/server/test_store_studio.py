@@ -1,4 +1,4 @@
-"""Store reads for the studio (SQLite): status history (schema v4, upgraded in place from v3),
+"""Store reads for the studio (SQLite and PostgreSQL): status history (schema v4, upgraded in place from v3),
 experiment summaries, the runs-table query and metric info."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import pytest
 
 from runwire.server.errors import NotFound
 from runwire.server.records import NewRun, RunTableQuery, RunUpdate
+from runwire.server.store.base import Store
 from runwire.server.store.sqlite import SCHEMA_VERSION, SqliteStore
 from tests.server.big_series import store_scalars
 
@@ -23,7 +24,7 @@ def _history(entries) -> list[str]:
     return [e.status for e in entries]
 
 
-async def test_every_status_a_run_enters_is_recorded(store: SqliteStore):
+async def test_every_status_a_run_enters_is_recorded(store: Store):
     await store.create_run(NewRun("exp", "r1", "NotStarted"))
     await store.update_run(RunUpdate("r1", status="Running"))
     await store.update_run(RunUpdate("r1", status="Running"))  # no change: not recorded again
@@ -36,7 +37,7 @@ async def test_every_status_a_run_enters_is_recorded(store: SqliteStore):
         await store.status_history("nope")
 
 
-async def test_jobs_leases_and_cancel_are_recorded(store: SqliteStore):
+async def test_jobs_leases_and_cancel_are_recorded(store: Store):
     new = NewRun("exp", "job", "Queued", type="azureml.scriptrun", target="gpu")
     await store.submit_run(new, b"def")
     grant = await store.lease_next("gpu", "n1")
@@ -106,7 +107,7 @@ async def test_schema_v3_database_is_upgraded_in_place(tmp_path: Path):
         await s.close()
 
 
-async def test_experiment_summaries(store: SqliteStore):
+async def test_experiment_summaries(store: Store):
     await store.get_or_create_experiment("empty")
     await store.create_run(NewRun("exp", "a", "Running"))
     await store.create_run(NewRun("exp", "b", "Completed", parent_run_id="a"))
@@ -119,7 +120,7 @@ async def test_experiment_summaries(store: SqliteStore):
     assert await store.experiment_summaries("nope") == []
 
 
-async def test_run_table_query(store: SqliteStore):
+async def test_run_table_query(store: Store):
     for i in range(10):
         await store.create_run(
             NewRun("exp", f"r{i}", "Completed" if i % 2 else "Running", display_name=f"Run {i}", tags={"k": str(i % 3)})
@@ -160,7 +161,7 @@ async def test_run_table_query(store: SqliteStore):
         await store.query_run_table(RunTableQuery("nope"))
 
 
-async def test_metric_info(store: SqliteStore):
+async def test_metric_info(store: Store):
     await store.create_run(NewRun("exp", "m", "Running"))
     assert await store.list_metric_info("m") == []
     await store_scalars(store, "m", "acc", np.array([0.5, 0.75, np.nan]))
