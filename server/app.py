@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import logging
 import os
@@ -17,10 +18,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from runwire import limits
 from runwire._runtime import format_hostport, is_loopback, parse_hostport
 from runwire.server import limits as server_limits
+from runwire.server.artifact_stores import open_artifact_store
 from runwire.server.artifacts import ARTIFACTS_SERVICE_NAME, ArtifactsService, add_artifacts_servicer
 from runwire.server.auth.grpc_gate import GrpcGate
 from runwire.server.auth.guard import Guard
-from runwire.server.blobstore import ArtifactStore, LocalArtifactStore
+from runwire.server.blobstore import ArtifactStore
 from runwire.server.bus import LiveBus
 from runwire.server.bus_nats import make_bus
 from runwire.server.committer import GroupCommitter
@@ -78,6 +80,10 @@ class CollectorConfig:
     """Calls per second per token (`--rate-limit`; 0 = no limit). Only with auth on."""
     rate_burst: int = server_limits.RATE_LIMIT_BURST
     """Calls per token at once beyond the rate (`--rate-burst`)."""
+    artifacts: str | None = None
+    """Artifact blobs (`--artifacts`): a folder or `s3://BUCKET/PREFIX`; None: `<data_dir>/artifacts`."""
+    s3_endpoint: str | None = None
+    """S3-compatible server for an `s3://` artifact store (`--s3-endpoint`); None: AWS or `$AWS_ENDPOINT_URL_S3`."""
     bus: str | None = None
     """The live bus between replicas (`--bus nats://HOST:PORT[?stream=NAME]`); None: in-process."""
     bus_stream: str | None = None
@@ -194,7 +200,10 @@ class Collector:
         runs_pb2_grpc.add_RunsServicer_to_server(RunsService(self.store, self.status, live=self.live), server)
         add_live_service(LiveService(self.store, self.live), server)
         if self.blobs is None:
-            self.blobs = LocalArtifactStore(self.data_dir / ARTIFACTS_DIR)
+            cfg = self.config
+            self.blobs = await asyncio.to_thread(
+                open_artifact_store, cfg.artifacts, self.data_dir, self.data_dir / ARTIFACTS_DIR, cfg.s3_endpoint
+            )
         self.blobs.sweep_partials(server_limits.PARTIAL_UPLOAD_TTL_S)
         self._artifacts = ArtifactsService(self.store, self.blobs, live=self.live)
         add_artifacts_servicer(self._artifacts, server)

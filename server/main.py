@@ -164,6 +164,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="calls each token may make at once beyond its rate (default: %(default)s)",
     )
     parser.add_argument(
+        "--artifacts",
+        default=None,
+        metavar="DIR|s3://BUCKET/PREFIX",
+        help="where artifact blobs are kept: a folder, or an S3 bucket that collector replicas share "
+        "(credentials and region from the AWS_* environment variables; default: DATA_DIR/artifacts)",
+    )
+    parser.add_argument(
+        "--s3-endpoint",
+        default=None,
+        metavar="URL",
+        help="S3-compatible server (MinIO etc.) for --artifacts s3://... (default: AWS, or $AWS_ENDPOINT_URL_S3)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -174,6 +187,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the collector until SIGINT or SIGTERM; the process exit code."""
     setup_logging(args.log_level)
+    if args.s3_endpoint and not (args.artifacts or "").startswith("s3://"):
+        print("runwire server: --s3-endpoint needs --artifacts s3://BUCKET/PREFIX", file=sys.stderr, flush=True)
+        return 2
     if args.bus_stream is not None and args.bus is None:
         print("runwire server: --bus-stream needs --bus nats://HOST:PORT", file=sys.stderr, flush=True)
         return 2
@@ -188,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
         rate_burst=args.rate_burst,
         bus=args.bus,
         bus_stream=args.bus_stream,
+        artifacts=args.artifacts,
+        s3_endpoint=args.s3_endpoint,
     )
     return run_async(_serve(config, args.ready_file))
 
