@@ -14,6 +14,7 @@ import grpc
 
 from runwire.server.auth.guard import Guard, Identity, bearer_token
 from runwire.server.auth.methods import METHOD_RULES, Rule, field_value, is_open
+from runwire.server.auth.scopes import Scope
 from runwire.server.errors import CollectorError, PermissionDenied
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,20 @@ class GrpcGate(grpc.aio.ServerInterceptor):
         except CollectorError as e:
             log.info("refused", extra={"fields": {"rpc": method, "code": e.code.name, "reason": str(e)}})
             return _refusing(handler, e)
-        if not identity.restricted or not (rule.runs or rule.experiments or rule.response_filter):
+        write_if_new = bool(rule.write_if_new) and not identity.scope.allows(Scope.WRITE)
+        if not write_if_new and (
+            not identity.restricted or not (rule.runs or rule.experiments or rule.response_filter)
+        ):
             return handler
-        return self._restricted(handler, rule, identity, method)
+        return self._checked(handler, rule, identity, method)
 
     async def _check(self, request: Any, rule: Rule, identity: Identity, method: str) -> None:
+        if rule.write_if_new and not identity.scope.allows(Scope.WRITE):
+            name = field_value(request, rule.write_if_new)
+            if not name or not await self.guard.store.list_experiments(name):
+                identity.require_scope(Scope.WRITE, f"{method} of a new experiment {name!r}")
+        if not identity.restricted:
+            return
         named = False
         for path in rule.experiments:
             experiment = field_value(request, path)
@@ -88,7 +98,7 @@ class GrpcGate(grpc.aio.ServerInterceptor):
             )
         await self.guard.require_runs(identity, run_ids, method)
 
-    def _restricted(
+    def _checked(
         self, handler: grpc.RpcMethodHandler, rule: Rule, identity: Identity, method: str
     ) -> grpc.RpcMethodHandler:
         check = self._check
@@ -110,7 +120,7 @@ class GrpcGate(grpc.aio.ServerInterceptor):
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 await checked(request, context)
                 response = await inner(request, context)
-                if rule.response_filter is not None and response is not None:
+                if rule.response_filter is not None and identity.restricted and response is not None:
                     rule.response_filter(response, identity.experiments)
                 return response
 

@@ -32,6 +32,9 @@ class Rule:
     """Why restricted tokens are refused (empty: they are not)."""
     response_filter: Callable[[Any, frozenset[str]], None] | None = None
     first_message: str = ""
+    write_if_new: str = ""
+    """The request field naming an experiment that `scope` may only get when it exists: creating it needs
+    `write` (a read token may still open `Experiment(ws, name)` of an existing experiment)."""
 
 
 def _keep_experiments(response: Any, allowed: frozenset[str]) -> None:
@@ -52,7 +55,7 @@ METHOD_RULES: dict[str, Rule] = {
     # Ingest: agents carry the points of every experiment
     "/runwire.v1.Ingest/Ingest": Rule(WRITE, unrestricted=ALL_EXPERIMENTS),
     # Runs
-    "/runwire.v1.Runs/GetOrCreateExperiment": Rule(WRITE, experiments=("name",), named=True),
+    "/runwire.v1.Runs/GetOrCreateExperiment": Rule(READ, experiments=("name",), named=True, write_if_new="name"),
     "/runwire.v1.Runs/ListExperiments": Rule(READ, experiments=("name",), response_filter=_keep_experiments),
     "/runwire.v1.Runs/CreateRun": Rule(WRITE, runs=("parent_run_id",), experiments=("experiment_name",), named=True),
     "/runwire.v1.Runs/GetRun": Rule(READ, runs=("run_id",)),

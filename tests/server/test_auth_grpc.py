@@ -88,9 +88,10 @@ async def test_each_scope_reaches_exactly_its_methods(collector, channel):
     tokens = {scope: await make_token(collector, scope.label) for scope in Scope}
     for method in all_methods():
         rule = METHOD_RULES[method_path(method)]
+        needed = Scope.WRITE if rule.write_if_new else rule.scope  # the empty request names a new experiment
         for scope, token in tokens.items():
             code = await call_code(channel, method, bearer(token), timeout=1.0)
-            if scope.allows(rule.scope):
+            if scope.allows(needed):
                 assert code not in (UNAUTH, DENIED), f"{method_path(method)} with a {scope.label} token: {code}"
             else:
                 assert code == DENIED, f"{method_path(method)} with a {scope.label} token: {code}"
@@ -99,6 +100,16 @@ async def test_each_scope_reaches_exactly_its_methods(collector, channel):
             runs_pb2.CreateRunRequest(experiment_name="e"), metadata=bearer(tokens[Scope.READ])
         )
     assert e.value.code() == DENIED and "scope write or higher" in e.value.details()
+    runs = runs_pb2_grpc.RunsStub(channel)
+    read = bearer(tokens[Scope.READ])
+    with pytest.raises(grpc.aio.AioRpcError) as e:  # a read token gets an experiment but cannot create one
+        await runs.GetOrCreateExperiment(runs_pb2.GetOrCreateExperimentRequest(name="fresh"), metadata=read)
+    assert e.value.code() == DENIED and "new experiment 'fresh'" in e.value.details()
+    await runs.GetOrCreateExperiment(
+        runs_pb2.GetOrCreateExperimentRequest(name="fresh"), metadata=bearer(tokens[Scope.WRITE])
+    )
+    got = await runs.GetOrCreateExperiment(runs_pb2.GetOrCreateExperimentRequest(name="fresh"), metadata=read)
+    assert got.name == "fresh"
 
 
 async def test_a_method_without_a_rule_is_refused(collector, channel, monkeypatch):
