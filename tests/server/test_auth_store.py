@@ -42,33 +42,28 @@ def test_malformed_tokens_are_refused_naming_the_format(bad):
         parse_token(bad)
 
 
-async def test_create_list_get_revoke_touch(tmp_path):
-    store = SqliteStore(tmp_path / "s.sqlite3")
-    await store.open()
-    try:
-        _, a = record("admin", name="ops")
-        _, b = record("read", ("exp-1", "exp-2"))
-        stored = await store.create_token(a)
-        assert stored.created_time > 0 and stored.last_used_time is None and not stored.revoked
-        await store.create_token(b)
-        with pytest.raises(AlreadyExists):
-            await store.create_token(a)
-        listed = await store.list_tokens()
-        assert [t.token_id for t in listed] == [a.token_id, b.token_id]
-        assert listed[1].experiments == ("exp-1", "exp-2") and listed[0].name == "ops"
-        assert (await store.get_token(b.token_id)).secret_sha256 == b.secret_sha256
-        assert await store.get_token("000000000000") is None
-        await store.touch_token(a.token_id, 1234.5)
-        await store.touch_token("000000000000", 1.0)  # unknown: ignored
-        assert (await store.get_token(a.token_id)).last_used_time == 1234.5
-        revoked = await store.revoke_token(b.token_id)
-        assert revoked.revoked and revoked.revoked_time > 0
-        again = await store.revoke_token(b.token_id)
-        assert again.revoked_time == revoked.revoked_time  # the first revocation time is kept
-        with pytest.raises(NotFound, match="no token with id"):
-            await store.revoke_token("000000000000")
-    finally:
-        await store.close()
+async def test_create_list_get_revoke_touch(store):  # SQLite and PostgreSQL (the `store` fixture)
+    _, a = record("admin", name="ops")
+    _, b = record("read", ("exp-1", "exp-2"))
+    stored = await store.create_token(a)
+    assert stored.created_time > 0 and stored.last_used_time is None and not stored.revoked
+    await store.create_token(b)
+    with pytest.raises(AlreadyExists):
+        await store.create_token(a)
+    listed = await store.list_tokens()
+    assert [t.token_id for t in listed] == [a.token_id, b.token_id]
+    assert listed[1].experiments == ("exp-1", "exp-2") and listed[0].name == "ops"
+    assert (await store.get_token(b.token_id)).secret_sha256 == b.secret_sha256
+    assert await store.get_token("000000000000") is None
+    await store.touch_token(a.token_id, 1234.5)
+    await store.touch_token("000000000000", 1.0)  # unknown: ignored
+    assert (await store.get_token(a.token_id)).last_used_time == 1234.5
+    revoked = await store.revoke_token(b.token_id)
+    assert revoked.revoked and revoked.revoked_time > 0
+    again = await store.revoke_token(b.token_id)
+    assert again.revoked_time == revoked.revoked_time  # the first revocation time is kept
+    with pytest.raises(NotFound, match="no token with id"):
+        await store.revoke_token("000000000000")
 
 
 async def test_the_database_holds_no_secret(tmp_path):
