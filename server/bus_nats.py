@@ -67,7 +67,7 @@ from runwire.server.bus import (
     Subscriber,
 )
 from runwire.server.records import CommittedPoints
-from runwire.v1 import live_pb2
+from runwire.v1 import live_pb2, metrics_pb2
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def _event_bytes(ev: BusEvent) -> bytes:
 def _split_metric(ev: BusEvent, max_bytes: int) -> Iterator[BusEvent]:
     """`ev` in pieces of rows whose encoding stays under `max_bytes` (a row each at least)."""
     assert ev.points is not None
-    size = len(_event_bytes(ev))
+    size = ev.message().ByteSize()
     if size <= max_bytes or ev.count <= 1:
         yield ev
         return
@@ -207,16 +207,43 @@ def decode_message(payload: bytes) -> list[list[live_pb2.LiveEvent]]:
     return out
 
 
+class ReceivedPoints(CommittedPoints):
+    """Points another replica committed, decoded only when something needs them (a gRPC subscriber
+    sends the encoded message as it came; the studio's events and a cut at the seam decode it)."""
+
+    def __init__(
+        self,
+        run_id: str,
+        name: str,
+        kind: int,
+        description: str,
+        first_row: int,
+        points: codec.DecodedPoints | None = None,
+        message: metrics_pb2.MetricPoints | None = None,
+    ) -> None:
+        self.run_id, self.name, self.kind, self.description = run_id, name, kind, description
+        self.first_row = first_row
+        self._points = points
+        self._message = message
+
+    @property
+    def points(self) -> codec.DecodedPoints:  # type: ignore[override]
+        if self._points is None:
+            assert self._message is not None
+            self._points = codec.decode_points_unchecked(self._message)
+        return self._points
+
+
 def bus_event(message: live_pb2.LiveEvent) -> BusEvent:
-    """The `BusEvent` a replica published as `message` (metric points decoded, their message kept)."""
+    """The `BusEvent` a replica published as `message` (its metric message kept, points decoded lazily)."""
     kind = message.kind
     if kind == METRIC:
         (me,) = message.metrics
         mp = me.points
-        points = codec.decode_points_unchecked(mp)
-        committed = CommittedPoints(message.run_id, mp.name, mp.kind, mp.description, me.first_row, points)
-        ev = BusEvent(METRIC, message.run_id, message.time, name=mp.name, first_row=me.first_row, count=points.count)
-        ev.points = committed
+        committed = ReceivedPoints(message.run_id, mp.name, mp.kind, mp.description, me.first_row, message=mp)
+        ev = BusEvent(
+            METRIC, message.run_id, message.time, name=mp.name, first_row=me.first_row, count=mp.count, points=committed
+        )
         ev._metric = me  # sent on as it came: encoded once, by the replica that committed it
         return ev
     if kind == STATUS:
@@ -553,6 +580,8 @@ class NatsBus(LiveBus):
         self.messages_received += 1
         if msg.headers and msg.headers.get(ORIGIN_HEADER) == self.origin:
             return  # this replica's own commits reached its subscribers already
+        if not self._local.subscriber_count:
+            return  # nobody here to tell (a subscriber that comes later wants only later events)
         try:
             publishes = decode_message(msg.data)
         except Exception as e:
