@@ -33,15 +33,12 @@ from runwire.server.ingest import IngestService
 from runwire.server.live import LiveService, add_live_service
 from runwire.server.query import RunsService
 from runwire.server.store.base import Store
-from runwire.server.store.sqlite import SqliteStore
+from runwire.server.store.factory import SQLITE_FILE, make_store  # noqa: F401 - SQLITE_FILE: runwire token, benches
 from runwire.server.studio.context import StudioContext
 from runwire.server.telemetry import Telemetry
 from runwire.v1 import ingest_pb2, ingest_pb2_grpc, live_pb2, runs_pb2, runs_pb2_grpc
 
 log = logging.getLogger(__name__)
-
-SQLITE_FILE = "runwire.sqlite3"
-"""The SQLite database's file name inside the collector's data folder."""
 
 SERVICE_NAMES = (
     ingest_pb2.DESCRIPTOR.services_by_name["Ingest"].full_name,
@@ -84,6 +81,8 @@ class CollectorConfig:
     """Artifact blobs (`--artifacts`): a folder or `s3://BUCKET/PREFIX`; None: `<data_dir>/artifacts`."""
     s3_endpoint: str | None = None
     """S3-compatible server for an `s3://` artifact store (`--s3-endpoint`); None: AWS or `$AWS_ENDPOINT_URL_S3`."""
+    store_url: str | None = None
+    """The store (`--store`): `sqlite:///PATH` or `postgresql://USER@HOST/DB`; None: SQLite in `data_dir`."""
     bus: str | None = None
     """The live bus between replicas (`--bus nats://HOST:PORT[?stream=NAME]`); None: in-process."""
     bus_stream: str | None = None
@@ -117,7 +116,7 @@ class Collector:
     def __init__(self, config: CollectorConfig, store: Store | None = None, blobs: ArtifactStore | None = None) -> None:
         self.config = config
         self.data_dir = Path(config.data_dir)
-        self.store: Store = store if store is not None else SqliteStore(self.data_dir / SQLITE_FILE)
+        self.store: Store = store if store is not None else make_store(config.store_url, self.data_dir)
         self.telemetry = Telemetry()
         self.blobs: ArtifactStore | None = blobs
         self._artifacts: ArtifactsService | None = None

@@ -17,6 +17,7 @@ from runwire._runtime import default_data_dir, parse_hostport, run_async, setup_
 from runwire.server import limits as server_limits
 from runwire.server.app import Collector, CollectorConfig, ExposedWithoutAuth
 from runwire.server.bus_nats import check_stream_name, parse_bus
+from runwire.server.store.factory import check_store_url
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,13 @@ def _burst(value: str) -> int:
     return burst
 
 
+def _store_url(value: str) -> str:
+    try:
+        return check_store_url(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _http_listen(value: str) -> str | None:
     return None if value.lower() == "off" else _hostport(value)
 
@@ -93,7 +101,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=default_data_dir() / "collector",
         metavar="DIR",
-        help="where the collector keeps its database (default: %(default)s)",
+        help="where the collector keeps its database (unless --store names another) and artifacts "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--store",
+        type=_store_url,
+        default=None,
+        metavar="URL",
+        help="the database: sqlite:///PATH, or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB for several "
+        "replicas sharing one (default: SQLite in --data-dir)",
     )
     parser.add_argument(
         "--grpc-listen",
@@ -195,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     config = CollectorConfig(
         data_dir=args.data_dir,
+        store_url=args.store,
         grpc_listen=args.grpc_listen,
         http_listen=args.http_listen,
         log_level=args.log_level,
