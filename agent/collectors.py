@@ -203,7 +203,11 @@ class CollectorLink:
 
     @property
     def address(self) -> str:
-        return self.target.address if self.target is not None else self.collectors.spec
+        """The replica in use; before the first connection, the one the role will start on."""
+        if self.target is not None:
+            return self.target.address
+        targets = self.collectors.targets
+        return targets[home_index(self.agent_id, self.role, len(targets))].address
 
     async def channel(self) -> grpc.aio.Channel:
         async with self._lock:

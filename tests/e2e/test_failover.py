@@ -181,12 +181,12 @@ def test_agent_moves_to_the_other_replica_when_its_collector_is_killed(pg_url, r
     )
     from runwire import Experiment, Run
 
-    run = Run(Experiment(_workspace(env, monkeypatch), "failover"), run_id)
+    experiment = Experiment(_workspace(env, monkeypatch), "failover")
 
     def committed() -> int:
         try:
-            return len(run.get_metric_series("v"))
-        except Exception:
+            return len(Run(experiment, run_id).get_metric_series("v"))
+        except Exception:  # the run is not created yet
             return 0
 
     wait_for(lambda: committed() > 10_000, 60, "the first points committed through the first replica")
@@ -206,6 +206,7 @@ def test_agent_moves_to_the_other_replica_when_its_collector_is_killed(pg_url, r
 
     _, err = writer.communicate(timeout=300)
     assert writer.returncode == 0, err + r.logs()
+    run = Run(experiment, run_id)
     series = run.get_metric_series("v")
     np.testing.assert_array_equal(series.values, np.arange(n))  # every point once, in order
     assert run.get_status() == "Completed"
@@ -274,3 +275,42 @@ def test_artifacts_in_s3_are_shared_by_the_replicas(pg_url, replicas_root, monke
         assert out.read_bytes() == big.read_bytes()
         run.download_file("notes.txt", str(tmp_path / "notes-back.txt"))
         assert (tmp_path / "notes-back.txt").read_text() == "hello from replica a\n"
+
+
+def test_uploads_move_to_the_other_replica(pg_url, replicas_root, monkeypatch, tmp_path):
+    root, made = replicas_root
+    r = Replicas(root, pg_url)
+    made.append(r)
+    r.start_collector("a")
+    r.start_collector("b")
+    r.start_agent(["a", "b"])
+    status = wait_for(lambda: (s := _agent_status(r.socket)).collector_connected and s, 30, "the ingest stream")
+    uploads = next(link for link in status.collector_links if link.role == "uploads")
+    assert uploads.address in (r.address("a"), r.address("b"))
+    assert uploads.address != status.collector  # two replicas: the agent's streams use both
+    victim = "a" if uploads.address == r.address("a") else "b"
+    survivor = "b" if victim == "a" else "a"
+    env = r.client_env(survivor)
+    data = tmp_path / "before.bin"
+    data.write_bytes(os.urandom(200_000))
+    first = subprocess.run(
+        [sys.executable, "-c", UPLOADER, str(data), str(data)], env={**os.environ, **env}, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr + r.logs()
+    link = next(link for link in _agent_status(r.socket).collector_links if link.role == "uploads")
+    assert link.address == r.address(victim) and link.connected  # the first file went through the victim
+    r.collectors[victim].kill9()
+    second = subprocess.run(
+        [sys.executable, "-c", UPLOADER, str(data), str(data)], env={**os.environ, **env}, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert second.returncode == 0, second.stderr + r.logs()
+    from runwire import Experiment, Run
+
+    run = Run(Experiment(_workspace(env, monkeypatch), "s3"), second.stdout.strip().splitlines()[-1])
+    run.download_file("outputs/weights.bin", str(tmp_path / "back.bin"))
+    assert (tmp_path / "back.bin").read_bytes() == data.read_bytes()
+    moved = _agent_status(r.socket)
+    link = next(link for link in moved.collector_links if link.role == "uploads")
+    assert link.address == r.address(survivor) and link.failovers == 1
