@@ -15,12 +15,14 @@ import logging
 import os
 import secrets
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from runwire._transports.channel import ClientSecurity
 from runwire.agent.batcher import Batcher
 from runwire.agent.collectors import ROLES, CollectorLink, Collectors, channel_factory
+from runwire.agent.health import AGENT_REPORT_INTERVAL_S, build_report
 from runwire.agent.metrics import AgentStats, make_registry
 from runwire.agent.receiver import Receiver
 from runwire.agent.reports import Reporter
@@ -72,6 +74,8 @@ class AgentConfig:
     tls_ca: str | None = None  # --tls-ca: the collector speaks TLS, signed by this CA (PEM)
     tls_cert: str | None = None  # --tls-cert / --tls-key: this agent's client certificate (mutual TLS)
     tls_key: str | None = None
+    socket_group: str | None = None  # --socket-group: socket 0660 owned by this group, whose members may connect
+    report_interval_s: float = AGENT_REPORT_INTERVAL_S  # health reports to the collector
 
     def __post_init__(self) -> None:
         self.socket_path = Path(self.socket_path)
@@ -157,8 +161,11 @@ class Agent:
             security=cfg.security,
             stats=self.stats,
             backoff=Backoff(*cfg.backoff) if cfg.backoff else None,
+            report_fn=lambda: build_report(self),
+            report_interval_s=cfg.report_interval_s,
             link=self.links["ingest"],
         )
+        self.spool.add_full_listener(lambda _full: self.sender.request_report())
         await self.sender.start()
         self.uploads = Uploads(
             cfg.spool_dir / UPLOADS_DIR,
@@ -181,6 +188,7 @@ class Agent:
             uploads=self.uploads,
             on_claims_closed=self.watch.watch,
             on_claims=self.watch.claimed,
+            socket_group=cfg.socket_group,
         )
         try:
             # Claims left by the previous start: report the runs of processes that died meanwhile,
@@ -301,6 +309,20 @@ class Agent:
             uploads_pending=self.uploads.pending if self.uploads else 0,
             uploads_bytes=self.uploads.pending_bytes if self.uploads else 0,
             files_committed=self.uploads.files_committed if self.uploads else 0,
+            spool_max_bytes=spool.max_bytes if spool else self.config.spool_max_bytes,
+            spool_full=bool(spool and spool.full),
+            spool_full_count=spool.full_count if spool else 0,
+            spool_full_seconds=spool.full_seconds if spool else 0.0,
+            spool_peak_bytes=spool.peak_bytes if spool else 0,
+            spool_corrupt_records=self.stats.corrupt_records,
+            collector_connected_seconds=(
+                max(0.0, time.time() - self.sender.connected_since)
+                if self.sender and self.sender.connected and self.sender.connected_since
+                else 0.0
+            ),
+            collector_down_seconds=self.sender.down_seconds() if self.sender else 0.0,
+            socket_mode=self.receiver.socket_mode if self.receiver else 0,
+            socket_group=self.config.socket_group or "",
             collectors=[e.text for e in self.collectors.entries] if self.collectors else [self.config.collector],
             collector_addresses=[t.address for t in self.collectors.targets] if self.collectors else [],
             collector_links=self._link_statuses(),
@@ -351,6 +373,17 @@ class Agent:
             "backpressure": (
                 1.0 if spool and spool.full else 0.0,
                 "1 while the spool is full (SDK sockets not read)",
+            ),
+            "spool_max_bytes": (spool.max_bytes if spool else 0, "the spool cap (--spool-max-bytes)"),
+            "spool_peak_bytes": (spool.peak_bytes if spool else 0, "most unacknowledged spool bytes since start"),
+            "spool_full_count": (spool.full_count if spool else 0, "times the spool reached its cap since start"),
+            "spool_full_seconds": (
+                spool.full_seconds if spool else 0.0,
+                "seconds spent at the spool cap since start (SDKs kept their points in their own spool)",
+            ),
+            "collector_down_seconds": (
+                self.sender.down_seconds() if self.sender else 0.0,
+                "seconds the collector has been unreachable (0 while connected)",
             ),
         }
 

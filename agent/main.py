@@ -21,6 +21,7 @@ from runwire._runtime import (
 )
 from runwire.agent.app import AGENT_STOP_GRACE_S, Agent, AgentConfig
 from runwire.agent.collectors import format_collectors, parse_collectors
+from runwire.agent.health import AGENT_REPORT_INTERVAL_S
 from runwire.agent.receiver import AgentAlreadyRunning
 from runwire.agent.security import add_security_arguments, security_from_args
 from runwire.agent.spool import FSYNC_MODES, SPOOL_MAX_BYTES_DEFAULT
@@ -92,6 +93,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=SPOOL_MAX_BYTES_DEFAULT,
         help="unacknowledged spool bytes at which the agent stops reading from SDK sockets (e.g. 500M, 10G)",
     )
+    parser.add_argument(
+        "--socket-group",
+        default=None,
+        help="make the socket 0660 owned by this group and serve its members too (default: 0600, this user only)",
+    )
+    parser.add_argument(
+        "--report-interval",
+        type=float,
+        default=AGENT_REPORT_INTERVAL_S,
+        help=f"seconds between health reports to the collector (default {AGENT_REPORT_INTERVAL_S:g})",
+    )
     add_security_arguments(parser)
     parser.add_argument("--agent-id", default=None, help="agent id (default: a stable id kept in the spool folder)")
     parser.add_argument("--ready-file", default=None, help="write a JSON file with the bound addresses once listening")
@@ -124,6 +136,12 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         raise ValueError("--job-cancel-grace must not be negative")
     if args.compute_target is not None and not args.compute_target.strip():
         raise ValueError("--compute-target must not be empty")
+    if not args.report_interval > 0:
+        raise ValueError("--report-interval must be a positive number of seconds")
+    if args.socket_group is not None:
+        from runwire.agent.receiver import resolve_group
+
+        resolve_group(args.socket_group)  # an unknown group is a usage error, before anything starts
     security = security_from_args(args)
     http = None
     if args.http_listen:
@@ -146,6 +164,8 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         slots=args.slots,
         keep_job_dirs=args.keep_job_dirs,
         job_cancel_grace_s=args.job_cancel_grace,
+        socket_group=args.socket_group or None,
+        report_interval_s=args.report_interval,
     )
 
 

@@ -7,6 +7,11 @@ acknowledged. When the stream breaks, the sender reconnects with jittered expone
 and resends every unacknowledged record (the collector deduplicates SDK batches by
 (producer_id, seq), so a resend stores nothing twice). Authorization failures are logged and
 retried with the same backoff. Payloads are already zstd: no gRPC compression.
+
+On the same stream the sender also writes the agent's health (`IngestRequest.report`, an
+`AgentReport` from `report_fn`): when the stream comes up, every `report_interval_s`, and at once
+when `request_report()` is called (the spool filled or drained). Reports are not records: the
+collector keeps the last one per agent and acks nothing for it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import logging
 import random
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -93,9 +99,18 @@ class Sender:
         max_in_flight: int = SENDER_MAX_IN_FLIGHT_RECORDS,
         max_in_flight_bytes: int = SENDER_MAX_IN_FLIGHT_BYTES,
         backoff: Backoff | None = None,
+        report_fn: Callable[[], ingest_pb2.AgentReport] | None = None,
+        report_interval_s: float = 5.0,
         link: CollectorLink | None = None,
     ) -> None:
         self.spool = spool
+        self.report_fn = report_fn
+        self.report_interval_s = report_interval_s
+        self._report_due = False
+        self._next_report = 0.0
+        self.connected_since: float | None = None  # unix time the current stream came up
+        self.down_since: float | None = time.monotonic()  # unreachable (or not yet connected) since
+        self.last_outage_s = 0.0  # how long the collector was unreachable before the current stream
         self.target = target
         self.security = security if security is not None else ClientSecurity(token=token)
         # Which collector replica the stream uses, and failover to the next (agent/collectors.py).
@@ -135,6 +150,17 @@ class Sender:
             return True
         except TimeoutError:
             return False
+
+    def request_report(self) -> None:
+        """Send a health report on the stream as soon as possible."""
+        self._report_due = True
+        self._wakeup.set()
+
+    def down_seconds(self) -> float:
+        """How long the collector has been unreachable (0 while connected)."""
+        if self.connected or self.down_since is None:
+            return 0.0
+        return time.monotonic() - self.down_since
 
     def _on_append(self, record: Record) -> None:
         if self._queue is not None:
@@ -186,7 +212,10 @@ class Sender:
             finally:
                 if self.connected and time.monotonic() - began >= SESSION_STABLE_S:
                     self.backoff.reset()  # a stream that was up a while: reconnect quickly
+                if self.connected:
+                    self.down_since = time.monotonic()
                 self.connected = False
+                self.connected_since = None
                 self._queue = None
                 self.link.failed(channel)  # the next attempt goes to the next replica
             delay = self.backoff.next()
@@ -216,23 +245,30 @@ class Sender:
     async def _write_loop(self, call, in_flight: OrderedDict[int, int]) -> None:
         await call.wait_for_connection()
         if not self.connected:
-            self.connected = True
-            self._unreachable_logged = False
-            log.info(
-                "connected to the collector",
-                extra={"fields": {"collector": self.target, "resending": len(self._queue or ())}},
-            )
+            self._mark_connected()
         queue = self._queue
         spool = self.spool
         in_flight_bytes = 0
+        self._report_due = self.report_fn is not None
         while True:
+            if self.report_fn is not None:
+                if time.monotonic() >= self._next_report:
+                    self._report_due = True
+                if self._report_due:
+                    self._report_due = False
+                    self._next_report = time.monotonic() + self.report_interval_s
+                    await call.write(ingest_pb2.IngestRequest(report=self.report_fn()))
             if (
                 not queue
                 or len(in_flight) >= self.max_in_flight
                 or (in_flight and in_flight_bytes >= self.max_in_flight_bytes)
             ):
                 self._wakeup.clear()
-                await self._wakeup.wait()
+                if self.report_fn is None:
+                    await self._wakeup.wait()
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), max(0.0, self._next_report - time.monotonic()))
                 in_flight_bytes = sum(in_flight.values())
                 continue
             seq = queue.popleft()
@@ -243,17 +279,30 @@ class Sender:
                 request = ingest_pb2.IngestRequest.FromString(data)
             except (OSError, SpoolError, DecodeError) as e:
                 # Retrying cannot help and would stall every record behind it: drop it, loudly.
-                log.error(
-                    f"SPOOL RECORD {seq} UNREADABLE, dropped: {e}",
-                    extra={"fields": {"seq": seq, "error": str(e)}},
-                )
-                self.stats.corrupt_records += 1
-                spool.ack(seq)
+                spool.drop_unreadable(seq, str(e))
                 continue
             in_flight[seq] = len(data)
             in_flight_bytes += len(data)
             await call.write(request)
             self.stats.records_sent += 1
+
+    def _mark_connected(self) -> None:
+        self.connected = True
+        self._unreachable_logged = False
+        self.connected_since = time.time()
+        if self.down_since is not None:
+            self.last_outage_s = time.monotonic() - self.down_since
+            self.down_since = None
+        log.info(
+            "connected to the collector",
+            extra={
+                "fields": {
+                    "collector": self.target,
+                    "resending": len(self._queue or ()),
+                    "unreachable_for_s": round(self.last_outage_s, 3),
+                }
+            },
+        )
 
     async def _read_loop(self, call, in_flight: OrderedDict[int, int]) -> None:
         spool = self.spool
@@ -262,7 +311,7 @@ class Sender:
             if ack is grpc.aio.EOF:
                 return
             if not self.connected:
-                self.connected = True
+                self._mark_connected()
             self.backoff.reset()
             in_flight.pop(ack.seq, None)
             if ack.status == ingest_pb2.ACK_STATUS_REJECTED:
