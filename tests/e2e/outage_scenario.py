@@ -38,8 +38,8 @@ WRITER = textwrap.dedent(
     run_id, folder, step_points, pause = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     stop, progress = os.path.join(folder, "stop"), os.path.join(folder, "progress")
     run = Experiment(Workspace.from_config(), "outage").start_logging(run_id=run_id, snapshot_directory=None)
-    cap = 50_000_000
-    durations = np.zeros(cap, dtype=np.int64)  # ns per run.log() call
+    cap = int(sys.argv[5])
+    durations = np.zeros(cap, dtype=np.int32)  # ns per run.log() call (a call over 2 s would wrap: none is)
     started = np.zeros(cap // step_points + 1, dtype=np.float64)  # time.monotonic() at each step's start
     log, clock = run.log, time.perf_counter_ns
     i = step = 0
@@ -121,6 +121,7 @@ def run_outage(
     spool_max_bytes: str = "256K",
     sdk_max_unacked_bytes: int = 1024 * 1024,
     log_level: str = "info",
+    max_points: int = 20_000_000,
     on_phase=lambda phase: None,
 ) -> tuple[OutageResult, Cluster]:
     """Run the scenario; returns its figures and the (still running) cluster. The caller stops the cluster."""
@@ -132,7 +133,7 @@ def run_outage(
     folder.mkdir()
     env = {**os.environ, **cluster.env(), "RUNWIRE_SDK_MAX_UNACKED_BYTES": str(sdk_max_unacked_bytes)}
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, "outage-run", str(folder), str(STEP_POINTS), str(STEP_PAUSE_S)],
+        [sys.executable, "-c", WRITER, "outage-run", str(folder), str(STEP_POINTS), str(STEP_PAUSE_S), str(max_points)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
