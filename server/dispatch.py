@@ -70,6 +70,8 @@ class NodeSession:
         """monotonic time of the last lease granted to it (the fairness tie-break)."""
         self.last_heard = time.monotonic()
         """monotonic time of its hello or last heartbeat (a silent node is leased nothing)."""
+        self.joined_at = time.time()
+        """wall-clock time of its hello (another replica's newer session of the node replaces it)."""
         self.cancels_sent: set[str] = set()
         """Leases this session was already told to stop (not repeated at every heartbeat)."""
         self.closed = False
@@ -191,6 +193,9 @@ class Dispatcher:
         # look like one the node no longer runs)
         self._sessions[hello.node_id] = session
         self.kick(session.target)
+        # a replica that still holds an older stream of this node (not yet noticed broken) drops it,
+        # so that it leases nothing more into a stream the node no longer reads
+        self._announce({"op": "node", "node_id": hello.node_id, "joined_at": session.joined_at})
         return session
 
     async def _reconcile(self, session: NodeSession, running: list[str]) -> None:
@@ -397,6 +402,13 @@ class Dispatcher:
             target = message.get("target")
             if isinstance(target, str) and any(s.target == target for s in self._sessions.values()):
                 self.kick(target)
+        elif op == "node":
+            node_id, joined_at = message.get("node_id"), message.get("joined_at")
+            session = self._sessions.get(node_id) if isinstance(node_id, str) else None
+            if session is not None and isinstance(joined_at, int | float) and session.joined_at < joined_at:
+                del self._sessions[session.node_id]  # not `leave`: the node is connected, elsewhere
+                session.close()
+                log.info("node moved to another replica", extra={"fields": {"node_id": session.node_id}})
         elif op == "cancel":
             lease_id, node_id = message.get("lease_id"), message.get("node_id")
             if isinstance(lease_id, str) and isinstance(node_id, str) and node_id in self._sessions:

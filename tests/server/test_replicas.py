@@ -111,3 +111,26 @@ async def test_a_subscriber_on_a_sees_points_committed_on_b_in_order_once(replic
                 got += codec.decode_points(m.points).columns[""].values.tolist()
         assert got == [float(i) for i in range(500)]
         sub.cancel()
+
+
+async def test_a_node_that_moved_to_b_is_dropped_by_a_and_leased_only_through_b(replicas):
+    """The node's old stream on A is not noticed broken yet when it joins B: A drops that session (it
+    would lease work into a stream the node no longer reads) without marking the node disconnected."""
+    a, b = replicas
+    async with grpc.aio.insecure_channel(a.grpc_address) as ch_a, grpc.aio.insecure_channel(b.grpc_address) as ch_b:
+        compute_a, compute_b = compute_pb2_grpc.ComputeStub(ch_a), compute_pb2_grpc.ComputeStub(ch_b)
+        old = Node(compute_a, "mover", beat=None)
+        await until(lambda: a.dispatcher.session("mover") is not None, "the node to join A")
+        new = Node(compute_b, "mover", beat=None)
+        try:
+            await until(lambda: b.dispatcher.session("mover") is not None, "the node to join B")
+            await until(lambda: a.dispatcher.session("mover") is None, "A to drop its older session of the node")
+            await until(lambda: old._reader.done(), "A to end the old stream")
+            run = await submit(compute_a)
+            await until(lambda: new.leases, "the node to be leased the job through B")
+            assert [x.run_id for x in new.leases] == [run.run_id] and old.leases == []
+            (node,) = await a.store.list_nodes("gpu")
+            assert node.connected and node.busy == 1
+        finally:
+            await old.close()
+            await new.close()
