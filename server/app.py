@@ -36,6 +36,7 @@ from runwire.server.store.base import Store
 from runwire.server.store.factory import SQLITE_FILE, make_store  # noqa: F401 - SQLITE_FILE: runwire token, benches
 from runwire.server.studio.context import StudioContext
 from runwire.server.telemetry import Telemetry
+from runwire.server.tls import ServerTLS, add_grpc_port
 from runwire.v1 import ingest_pb2, ingest_pb2_grpc, live_pb2, runs_pb2, runs_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ class CollectorConfig:
     http_listen: str | None = "127.0.0.1:7421"
     """HOST:PORT for HTTP, or None for no HTTP server."""
     log_level: str = "info"
+    tls: ServerTLS | None = None
+    """TLS for gRPC and HTTPS (`--tls-cert`, `--tls-key`; `--tls-client-ca`: mutual TLS on gRPC); None: plaintext."""
     lease_ttl: float = server_limits.LEASE_TTL_S
     """Seconds a node's leases outlive its last heartbeat (`--lease-ttl`)."""
     auth: bool = False
@@ -212,7 +215,7 @@ class Collector:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         self._server = server
         try:
-            bound = server.add_insecure_port(format_hostport(host, port))
+            bound = add_grpc_port(server, format_hostport(host, port), self.config.tls)
         except RuntimeError as e:
             raise OSError(f"cannot listen for gRPC on {format_hostport(host, port)}: {e}") from None
         if not bound:
@@ -227,7 +230,8 @@ class Collector:
         runner = web.AppRunner(build_app(self.telemetry, self.status, studio, guard=self.guard), access_log=None)
         await runner.setup()
         self._http = runner
-        await web.TCPSite(runner, host, port).start()
+        tls = self.config.tls
+        await web.TCPSite(runner, host, port, ssl_context=tls.ssl_context() if tls else None).start()
         bound = runner.addresses[0][1]
         self.http_address = format_hostport(host, bound)
 

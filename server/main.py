@@ -18,6 +18,7 @@ from runwire.server import limits as server_limits
 from runwire.server.app import Collector, CollectorConfig, ExposedWithoutAuth
 from runwire.server.bus_nats import check_stream_name, parse_bus
 from runwire.server.store.factory import check_store_url
+from runwire.server.tls import TLSConfigError, add_tls_arguments, tls_from_args
 
 log = logging.getLogger(__name__)
 
@@ -199,11 +200,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["debug", "info", "warning", "error"],
         help="log level (default: info)",
     )
+    add_tls_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the collector until SIGINT or SIGTERM; the process exit code."""
     setup_logging(args.log_level)
+    try:
+        tls = tls_from_args(args)
+    except TLSConfigError as e:
+        print(f"runwire server: {e}", file=sys.stderr, flush=True)
+        return 2
     if args.s3_endpoint and not (args.artifacts or "").startswith("s3://"):
         print("runwire server: --s3-endpoint needs --artifacts s3://BUCKET/PREFIX", file=sys.stderr, flush=True)
         return 2
@@ -211,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
         print("runwire server: --bus-stream needs --bus nats://HOST:PORT", file=sys.stderr, flush=True)
         return 2
     config = CollectorConfig(
+        tls=tls,
         data_dir=args.data_dir,
         store_url=args.store,
         grpc_listen=args.grpc_listen,
@@ -256,6 +264,7 @@ async def _serve(config: CollectorConfig, ready_file: Path | None) -> int:
                 "http": collector.http_address,
                 "pid": os.getpid(),
                 "data_dir": str(collector.data_dir),
+                "tls": config.tls is not None,
             },
         )
         await stop.wait()
