@@ -273,27 +273,26 @@ class Store(ABC):
         """Every status the run entered, with its time, oldest first. NotFound for a missing run."""
 
     # --- access tokens (issue 7) ----------------------------------------------------------------------
-    # Not abstract yet, so that a backend being written meanwhile stays instantiable; every backend must
-    # fill them (plain single-statement SQL: see sqlite_tokens.py). A collector with `--auth on` calls them.
+    # Plain single-statement SQL in both backends (sqlite_tokens.py, postgres_tokens.py).
 
+    @abstractmethod
     async def create_token(self, token: TokenRecord) -> TokenRecord:
         """Store a new token (the caller made its id and the sha256 of its secret; the store never
         sees the secret). AlreadyExists for a taken id."""
-        raise NotImplementedError(f"{type(self).__name__} does not store access tokens yet")
 
+    @abstractmethod
     async def list_tokens(self) -> list[TokenRecord]:
         """Every token, revoked ones too, oldest first."""
-        raise NotImplementedError(f"{type(self).__name__} does not store access tokens yet")
 
+    @abstractmethod
     async def get_token(self, token_id: str) -> TokenRecord | None:
         """The token with this id (revoked or not), or None."""
-        raise NotImplementedError(f"{type(self).__name__} does not store access tokens yet")
 
+    @abstractmethod
     async def revoke_token(self, token_id: str) -> TokenRecord:
         """Set the token's revoked_time to now (an already revoked token keeps its first one).
         NotFound for an unknown id."""
-        raise NotImplementedError(f"{type(self).__name__} does not store access tokens yet")
 
+    @abstractmethod
     async def touch_token(self, token_id: str, when: float) -> None:
         """Record that the token was used at `when` (unix seconds); an unknown id is ignored."""
-        raise NotImplementedError(f"{type(self).__name__} does not store access tokens yet")
