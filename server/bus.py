@@ -479,6 +479,11 @@ class LiveBus(ABC):
     async def stop(self) -> None:  # noqa: B027
         """Send what is still queued and disconnect; the collector calls it after its last commit."""
 
+    async def flush(self) -> None:  # noqa: B027 - an in-process publish is delivered already
+        """Return once what was published so far is on its way to every replica's subscribers (the
+        NATS bus: acked by JetStream), or after a bounded wait. A new run's `created` event is
+        flushed before its id goes back to the client, so that no replica sees its points first."""
+
     def describe(self) -> str:
         return "in-process"
 

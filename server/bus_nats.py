@@ -287,13 +287,21 @@ class NatsBus(LiveBus):
         self._sub: object | None = None
         self._out: deque[list[BusEvent] | LagMarker] = deque()
         self._out_points = 0
-        self._encoded: deque[bytes] = deque()
+        self._encoded: deque[tuple[bytes, int | None]] = deque()
+        """Encoded publishes waiting to go out, each with the ordinal of the commit it completes."""
         self._wake = asyncio.Event()
         self._connected = asyncio.Event()
         self._publisher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._counter = 0
         self._sending = False
+        self._queued_total = 0
+        """Commits ever queued for NATS (and lag markers standing for dropped ones)."""
+        self._taken_total = 0
+        """Of those, how many were taken into messages."""
+        self._acked_total = 0
+        """Of those, how many JetStream has acked entirely."""
+        self._acked = asyncio.Event()
         self._last_seq: int | None = None
         self._closing = False
         self._listeners: list[Callable[[dict], None]] = []
@@ -455,12 +463,14 @@ class NatsBus(LiveBus):
             if marker is None:
                 marker = LagMarker()
                 q.append(marker)
+                self._queued_total += 1
             for ev in events:
                 marker.add(ev)
             self.events_lost += len(events)
         else:
             q.append(list(events))
             self._out_points += points
+            self._queued_total += 1
         self._wake.set()
 
     def subscribe(self, flt: EventFilter) -> Subscriber:
@@ -493,21 +503,26 @@ class NatsBus(LiveBus):
                 await self._wake.wait()
                 continue
             max_bytes = self._max_bytes()
-            size = sum(map(len, self._encoded))
+            size = sum(len(part) for part, _ in self._encoded)
             while self._out and size < max_bytes:
                 item = self._out.popleft()
+                self._taken_total += 1
                 if isinstance(item, LagMarker):
                     parts = [encode_lost(item)]
                 else:
                     self._out_points -= sum(ev.count for ev in item)
                     parts = encode_publish(item, max_bytes)
-                self._encoded.extend(parts)
+                # the last part of a commit says which commit it completes (for `flush`)
+                self._encoded.extend((part, None) for part in parts[:-1])
+                self._encoded.append((parts[-1], self._taken_total))
                 size += sum(map(len, parts))
             batch: list[bytes] = []
+            completes = 0
             size = 0
-            while self._encoded and (not batch or size + len(self._encoded[0]) <= max_bytes):
-                part = self._encoded.popleft()
+            while self._encoded and (not batch or size + len(self._encoded[0][0]) <= max_bytes):
+                part, ordinal = self._encoded.popleft()
                 batch.append(part)
+                completes = ordinal or completes
                 size += len(part)
             self._counter += 1
             self._sending = True
@@ -516,6 +531,23 @@ class NatsBus(LiveBus):
                     return
             finally:
                 self._sending = False
+            if completes:
+                self._acked_total = completes
+                self._acked.set()
+
+    async def flush(self, timeout: float = server_limits.NATS_PUBLISH_TIMEOUT_S) -> None:
+        target = self._queued_total
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._acked_total < target and not self._closing and self._publisher is not None:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                log.warning("live bus: flush timed out (NATS slow or away); going on")
+                return
+            self._acked.clear()
+            try:
+                await asyncio.wait_for(self._acked.wait(), remaining)
+            except TimeoutError:
+                pass
 
     @property
     def unsent(self) -> int:

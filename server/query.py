@@ -123,6 +123,7 @@ class RunsService(runs_pb2_grpc.RunsServicer):
         record = await self._store.create_run(new)
         if self._live is not None:
             self._live.publish([status_event(record, created=True)])
+            await self._live.flush()  # every replica hears of the run before any of its points
         log.info(
             "run created",
             extra={"fields": {"run_id": record.run_id, "experiment": record.experiment_name, "status": record.status}},

@@ -124,6 +124,8 @@ async def test_a_subscriber_on_one_replica_sees_the_others_commits_in_order_once
         b.publish([points("r", "loss", i * 5, 5), points("other", "loss", i, 1)])
         if i % 50 == 0:
             a.publish([points("r", "acc", i, 1)])  # A's own commits: delivered locally, once
+    await b.flush()
+    assert b.unsent == 0 and b._acked_total == b._queued_total == 200
     got = await collect(on_a, 204, "replica A to get B's 200 commits")
     loss = [r for r in rows(got) if r[1] == "loss"]
     assert loss == [("r", "loss", i * 5, 5) for i in range(200)]
@@ -228,6 +230,8 @@ async def test_nats_restart_loses_nothing_and_an_overflow_is_reported(monkeypatc
         await until(lambda: not b._connected.is_set() and not a._connected.is_set(), "both to notice")
         for i in range(1, 6):
             b.publish([points("r", "m", i, 1)])  # queued while NATS is away
+        await b.flush(timeout=0.2)  # gives up after its timeout (run creation goes on without NATS)
+        assert b.unsent and b._acked_total < b._queued_total
         monkeypatch.setattr(server_limits, "NATS_PUBLISH_QUEUE_MAX_COMMITS", len(b._out) + 2)
         for i in range(6, 12):
             b.publish([points("r", "m", i, 1)])  # 2 fit, 4 overflow: lost, and said so

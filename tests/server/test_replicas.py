@@ -134,3 +134,31 @@ async def test_a_node_that_moved_to_b_is_dropped_by_a_and_leased_only_through_b(
         finally:
             await old.close()
             await new.close()
+
+
+async def test_a_run_created_on_a_joins_an_experiment_subscription_on_b_before_its_points(replicas):
+    """CreateRun on A returns once its `created` event is in the stream (`LiveBus.flush`), so B's
+    experiment subscriber knows the run before B commits its points. (The race this closes is a few
+    milliseconds wide here; the bus tests check that flush waits for JetStream's ack.)"""
+    a, b = replicas
+    async with grpc.aio.insecure_channel(a.grpc_address) as ch_a, grpc.aio.insecure_channel(b.grpc_address) as ch_b:
+        sub = live_pb2_grpc.LiveStub(ch_b).Subscribe(live_pb2.SubscribeRequest(experiment_name="joined"))
+        assert (await sub.read()).kind == live_pb2.EVENT_KIND_LIVE
+        ingest = ingest_pb2_grpc.IngestStub(ch_b).Ingest()
+        run_ids = []
+        for seq in range(1, 11):
+            run = await runs_pb2_grpc.RunsStub(ch_a).CreateRun(runs_pb2.CreateRunRequest(experiment_name="joined"))
+            run_ids.append(run.run_id)
+            await ingest.write(request(seq, batch("p", seq, points(run.run_id, "loss", np.arange(3.0)))))
+            await ingest.read()
+        await ingest.done_writing()
+        seen: dict[str, list[str]] = {r: [] for r in run_ids}
+        while sum(len(v) for v in seen.values()) < 20:
+            message = await asyncio.wait_for(sub.read(), WAIT_S)
+            if message.kind == live_pb2.EVENT_KIND_STATUS:
+                seen[message.run_id].append("created" if message.status.created else message.status.status)
+            elif message.kind == live_pb2.EVENT_KIND_METRIC:
+                for m in message.metrics:
+                    seen[m.points.run_id].append(f"{m.points.name}:{m.points.count}")
+        assert seen == {r: ["created", "loss:3"] for r in run_ids}
+        sub.cancel()
