@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from runwire import limits
 from runwire._runtime import format_hostport, is_loopback, parse_hostport
 from runwire.server import limits as server_limits
+from runwire.server.agents import AgentReports
 from runwire.server.artifact_stores import open_artifact_store
 from runwire.server.artifacts import ARTIFACTS_SERVICE_NAME, ArtifactsService, add_artifacts_servicer
 from runwire.server.auth.grpc_gate import GrpcGate
@@ -73,6 +74,10 @@ class CollectorConfig:
     """TLS for gRPC and HTTPS (`--tls-cert`, `--tls-key`; `--tls-client-ca`: mutual TLS on gRPC); None: plaintext."""
     lease_ttl: float = server_limits.LEASE_TTL_S
     """Seconds a node's leases outlive its last heartbeat (`--lease-ttl`)."""
+    bus: str | None = None
+    """The live bus between replicas (`--bus nats://HOST:PORT[?stream=NAME]`); None: in-process."""
+    bus_stream: str | None = None
+    """The NATS JetStream stream (and subject prefix) of the bus (`--bus-stream`)."""
     auth: bool = False
     """Require access tokens (`--auth on`, the default of `runwire server`). Off is refused unless every
     listener is on loopback."""
@@ -86,10 +91,6 @@ class CollectorConfig:
     """S3-compatible server for an `s3://` artifact store (`--s3-endpoint`); None: AWS or `$AWS_ENDPOINT_URL_S3`."""
     store_url: str | None = None
     """The store (`--store`): `sqlite:///PATH` or `postgresql://USER@HOST/DB`; None: SQLite in `data_dir`."""
-    bus: str | None = None
-    """The live bus between replicas (`--bus nats://HOST:PORT[?stream=NAME]`); None: in-process."""
-    bus_stream: str | None = None
-    """The NATS JetStream stream (and subject prefix) of the bus (`--bus-stream`)."""
 
 
 class ExposedWithoutAuth(Exception):
@@ -121,6 +122,8 @@ class Collector:
         self.data_dir = Path(config.data_dir)
         self.store: Store = store if store is not None else make_store(config.store_url, self.data_dir)
         self.telemetry = Telemetry()
+        self.agents = AgentReports()
+        """The last health report of each agent (in memory; the studio's GET /api/v1/agents)."""
         self.blobs: ArtifactStore | None = blobs
         self._artifacts: ArtifactsService | None = None
         self.live: LiveBus = make_bus(config.bus, config.bus_stream, on_lag=self.telemetry.live_lagged)
@@ -197,7 +200,7 @@ class Collector:
             ],
         )
         ingest_pb2_grpc.add_IngestServicer_to_server(
-            IngestService(self._committer, self.telemetry, self._decode_pool), server
+            IngestService(self._committer, self.telemetry, self._decode_pool, agents=self.agents), server
         )
         runs_pb2_grpc.add_RunsServicer_to_server(RunsService(self.store, self.status, live=self.live), server)
         add_live_service(LiveService(self.store, self.live), server)
@@ -226,7 +229,7 @@ class Collector:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     async def _start_http(self, host: str, port: int) -> None:
-        studio = StudioContext(store=self.store, live=self.live, blobs=lambda: self.blobs)
+        studio = StudioContext(store=self.store, live=self.live, blobs=lambda: self.blobs, agents=self.agents)
         runner = web.AppRunner(build_app(self.telemetry, self.status, studio, guard=self.guard), access_log=None)
         await runner.setup()
         self._http = runner
