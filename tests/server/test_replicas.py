@@ -52,7 +52,7 @@ async def replicas(tmp_path) -> AsyncIterator[tuple[Collector, Collector]]:
             config = CollectorConfig(
                 data_dir=tmp_path / name,
                 grpc_listen="127.0.0.1:0",
-                http_listen=None,
+                http_listen="127.0.0.1:0",
                 lease_ttl=300.0,
                 bus=NATS_URL,
                 bus_stream=stream,
@@ -162,3 +162,31 @@ async def test_a_run_created_on_a_joins_an_experiment_subscription_on_b_before_i
                     seen[m.points.run_id].append(f"{m.points.name}:{m.points.count}")
         assert seen == {r: ["created", "loss:3"] for r in run_ids}
         sub.cancel()
+
+
+async def test_the_studio_events_of_a_show_the_points_committed_on_b(replicas):
+    import json
+
+    import aiohttp
+
+    a, b = replicas
+    async with grpc.aio.insecure_channel(b.grpc_address) as ch_b:
+        run = await runs_pb2_grpc.RunsStub(ch_b).CreateRun(runs_pb2.CreateRunRequest(experiment_name="sse"))
+        url = f"http://{a.http_address}/api/v1/events?run={run.run_id}&kinds=metric"
+        async with aiohttp.ClientSession() as session, session.get(url) as resp:
+            assert resp.status == 200
+            assert await resp.content.readline() == b"event: live\n"
+            ingest = ingest_pb2_grpc.IngestStub(ch_b).Ingest()
+            for seq in range(1, 6):
+                values = np.arange((seq - 1) * 4, seq * 4, dtype=np.float64)
+                await ingest.write(request(seq, batch("p", seq, points(run.run_id, "acc", values))))
+                await ingest.read()
+            await ingest.done_writing()
+            ys: list[float] = []
+            while len(ys) < 20:
+                line = await asyncio.wait_for(resp.content.readline(), WAIT_S)
+                if line.startswith(b"data: ") and b'"name":"acc"' in line:
+                    data = json.loads(line[6:])
+                    assert data["first_row"] == len(ys)
+                    ys += data["y"]
+            assert ys == [float(i) for i in range(20)]
