@@ -18,11 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import grpc
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from runwire import limits
+from runwire._transports.channel import open_aio_channel
 from runwire.server.store.sqlite import SqliteStore
 from runwire.v1 import ingest_pb2, ingest_pb2_grpc, runs_pb2, runs_pb2_grpc
 from tests.server.collector_helpers import batch, decode_blobs, points, request
@@ -84,7 +84,7 @@ async def main() -> None:
         while not ready.exists():
             await asyncio.sleep(0.05)
         address = json.loads(ready.read_text())["grpc"]
-        async with grpc.aio.insecure_channel(address, options=OPTIONS) as ch:
+        async with open_aio_channel(address, None, OPTIONS) as ch:  # its own collector: --auth off
             runs = runs_pb2_grpc.RunsStub(ch)
             ingest = ingest_pb2_grpc.IngestStub(ch)
             scenarios = [

@@ -77,11 +77,12 @@ def role_drain(count: int, run_id: str, experiment: str, metrics: str) -> None:
 
     import grpc
 
+    from runwire._transports.channel import ClientSecurity, open_aio_channel
     from runwire.live import build_request
     from runwire.v1 import live_pb2, live_pb2_grpc
 
     async def main() -> None:
-        channel = grpc.aio.insecure_channel(os.environ["RUNWIRE_COLLECTOR"])
+        channel = open_aio_channel(os.environ["RUNWIRE_COLLECTOR"], ClientSecurity.from_env())
         stub = live_pb2_grpc.LiveStub(channel)
         request = build_request(run_id=run_id, experiment_name=experiment, metrics=metrics or None)
         received = [0] * count

@@ -40,9 +40,10 @@ def subscriber(address: str, out: list[tuple[float, float, float]], ready: threa
     import grpc
 
     from runwire import codec
+    from runwire._transports.channel import open_channel
     from runwire.v1 import live_pb2, live_pb2_grpc
 
-    channel = grpc.insecure_channel(address)
+    channel = open_channel(address)
     stream = live_pb2_grpc.LiveStub(channel).Subscribe(
         live_pb2.SubscribeRequest(metrics=["probe"], kinds=[live_pb2.EVENT_KIND_METRIC])
     )

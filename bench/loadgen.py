@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import grpc
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from runwire import limits
+from runwire._transports.channel import open_aio_channel
 from runwire.v1 import ingest_pb2, ingest_pb2_grpc, live_pb2, live_pb2_grpc, runs_pb2, runs_pb2_grpc
 from tests.server.collector_helpers import batch, points, request
 
@@ -171,7 +171,7 @@ async def scenario(args: argparse.Namespace, replicas: int) -> Figures:
                 proc, address = await start_collector([*store_args, *args.server_arg], tmp, f"c{r}")
                 procs.append(proc)
                 addresses.append(address)
-            channels = [grpc.aio.insecure_channel(a, options=OPTIONS) for a in addresses]
+            channels = [open_aio_channel(a, None, OPTIONS) for a in addresses]  # its own collectors: --auth off
             runs = runs_pb2_grpc.RunsStub(channels[0])
             for run_id in [*(f"load-{i}" for i in range(min(RUNS, args.streams))), PROBE_RUN]:
                 await runs.CreateRun(runs_pb2.CreateRunRequest(experiment_name="load", run_id=run_id))

@@ -8,8 +8,7 @@ import threading
 import time
 import urllib.request
 
-import grpc
-
+from runwire._transports.channel import open_channel
 from runwire.v1 import ingest_pb2, ingest_pb2_grpc
 
 
@@ -18,7 +17,7 @@ class ReportStream:
 
     def __init__(self, target: str, report: ingest_pb2.AgentReport) -> None:
         self._stop = threading.Event()
-        self._channel = grpc.insecure_channel(target)
+        self._channel = open_channel(target)
         stub = ingest_pb2_grpc.IngestStub(self._channel)
 
         def requests():

@@ -9,6 +9,7 @@ import grpc
 import pytest
 
 from runwire import limits
+from runwire._transports.channel import open_aio_channel
 from runwire.server.app import Collector, CollectorConfig
 from runwire.server.store.base import Store
 from runwire.server.store.factory import make_store
@@ -91,7 +92,7 @@ async def channel(collector: Collector) -> AsyncIterator[grpc.aio.Channel]:
         ("grpc.max_receive_message_length", limits.MAX_GRPC_MESSAGE_BYTES),
         ("grpc.max_send_message_length", limits.MAX_GRPC_MESSAGE_BYTES),
     ]
-    ch = grpc.aio.insecure_channel(collector.grpc_address, options=options)
+    ch = open_aio_channel(collector.grpc_address, None, options)
     try:
         yield ch
     finally:
