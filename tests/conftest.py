@@ -4,7 +4,39 @@ import os
 
 import pytest
 
+from tests import pgtest
 from tests.procs import running_cluster, workspace_for
+
+STORE_KINDS = ("sqlite", "postgresql")
+"""The collector stores a test marked `both_stores` runs against (its `cluster` fixture's `--store`)."""
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "both_stores: run the test's cluster on each store (SQLite, then a fresh PostgreSQL database)"
+    )
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("both_stores") and "cluster_store" in metafunc.fixturenames:
+        metafunc.parametrize("cluster_store", STORE_KINDS, indirect=True)
+
+
+@pytest.fixture
+def cluster_store(request):
+    """The `--store` URL of this test's collector: None (SQLite in its data folder), or, for the
+    `postgresql` case of a `both_stores` test, a database of its own, dropped afterwards."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield None
+        return
+    reason = pgtest.unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    url = pgtest.create_database()
+    try:
+        yield url
+    finally:
+        pgtest.drop_database(url)
 
 
 @pytest.fixture(autouse=True)
@@ -34,9 +66,9 @@ def work(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def cluster(request):
+def cluster(request, cluster_store):
     """A real collector and agent (separate processes) on a temp socket and an ephemeral port."""
-    with running_cluster(request) as c:
+    with running_cluster(request, store_url=cluster_store) as c:
         yield c
 
 

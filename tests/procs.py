@@ -123,9 +123,12 @@ class Cluster:
         log_level: str = "debug",
         server_args: list[str] | None = None,
         auth: bool = False,
+        store_url: str | None = None,
     ) -> None:
         self.agent_args = agent_args or []
         self.server_args = server_args or []
+        self.store_url = store_url
+        """The collector's `--store` (a PostgreSQL URL, say); None: SQLite in its data folder."""
         self.auth = auth
         """Start the collector with `--auth on` (tokens required; see `create_token`); default off (loopback)."""
         self.log_level = log_level
@@ -153,7 +156,7 @@ class Cluster:
             "collector",
             ["runwire.server", "--data-dir", str(self.root / "collector"), "--grpc-listen", listen,
              "--http-listen", "127.0.0.1:0", "--log-level", self.log_level, "--auth", "on" if self.auth else "off",
-             *self.server_args],
+             *self.store_args(), *self.server_args],
             self.root / "server.json",
             self.root / "server.log",
         ).start()  # fmt: skip
@@ -188,10 +191,13 @@ class Cluster:
         """A new token on this cluster's collector, made by the real `runwire token create` command."""
         out = subprocess.run(
             [sys.executable, "-m", "runwire.cli.main", "token", "create", "--scope", scope,
-             "--data-dir", str(self.root / "collector"), *args],
+             "--data-dir", str(self.root / "collector"), *self.store_args(), *args],
             capture_output=True, text=True, timeout=60, check=True,
         )  # fmt: skip
         return out.stdout.strip().splitlines()[-1]
+
+    def store_args(self) -> list[str]:
+        return ["--store", self.store_url] if self.store_url else []
 
     def start(self) -> Cluster:
         self.start_server()

@@ -20,7 +20,7 @@ from runwire._runtime import default_data_dir
 from runwire.cli._common import fail, format_time, iso_time, print_table
 
 if TYPE_CHECKING:
-    from runwire.server.store.sqlite import SqliteStore
+    from runwire.server.store.base import Store
 
 T = TypeVar("T")
 
@@ -55,6 +55,15 @@ def _name(value: str) -> str:
     return value
 
 
+def _store_url(value: str) -> str:
+    from runwire.server.store.factory import check_store_url
+
+    try:
+        return check_store_url(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     def data_dir(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -63,6 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             default=default_data_dir() / "collector",
             metavar="DIR",
             help="the collector's data folder, holding its database (default: %(default)s, as `runwire server`)",
+        )
+        p.add_argument(
+            "--store",
+            type=_store_url,
+            default=None,
+            metavar="URL",
+            help="the collector's database when it is not SQLite in --data-dir (its `runwire server --store`, "
+            "e.g. postgresql://USER@HOST/DB)",
         )
 
     sub = parser.add_subparsers(dest="token_command", metavar="create|list|revoke", required=True)
@@ -92,19 +109,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data_dir(revoke)
 
 
-def _database(args: argparse.Namespace, must_exist: bool) -> Path | None:
-    from runwire.server.app import SQLITE_FILE
-
-    path = args.data_dir.expanduser() / SQLITE_FILE
-    if must_exist and not path.is_file():
-        return None
-    return path
-
-
-async def _with_store(path: Path, fn: Callable[[SqliteStore], Awaitable[T]]) -> T:
+def _database(args: argparse.Namespace, must_exist: bool) -> Store | None:
+    """The collector's store (`--store`, else SQLite in `--data-dir`); None when `must_exist` and the
+    SQLite file is not there."""
+    from runwire.server.store.factory import make_store
     from runwire.server.store.sqlite import SqliteStore
 
-    store = SqliteStore(path)
+    store = make_store(args.store, args.data_dir.expanduser())
+    if must_exist and isinstance(store, SqliteStore) and not store.path.is_file():
+        return None
+    return store
+
+
+async def _with_store(store: Store, fn: Callable[[Store], Awaitable[T]]) -> T:
     await store.open()
     try:
         return await fn(store)
@@ -118,12 +135,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.token_command == "create":
             return _create(args)
-        path = _database(args, must_exist=True)
-        if path is None:
+        db = _database(args, must_exist=True)
+        if db is None:
             return fail("token", f"no collector database under {args.data_dir} (give the collector's --data-dir)")
         if args.token_command == "list":
-            return _list(args, path)
-        return _revoke(args, path)
+            return _list(args, db)
+        return _revoke(args, db)
     except CollectorError as e:
         return fail("token", str(e))
 
@@ -132,8 +149,8 @@ def _create(args: argparse.Namespace) -> int:
     from runwire.server.auth.tokens import hash_secret, new_token
     from runwire.server.records import TokenRecord
 
-    path = _database(args, must_exist=False)
-    assert path is not None
+    db = _database(args, must_exist=False)
+    assert db is not None
     text, parsed = new_token()
     record = TokenRecord(
         token_id=parsed.token_id,
@@ -143,10 +160,10 @@ def _create(args: argparse.Namespace) -> int:
         name=args.name,
         created_time=time.time(),
     )
-    stored = asyncio.run(_with_store(path, lambda store: store.create_token(record)))
+    stored = asyncio.run(_with_store(db, lambda store: store.create_token(record)))
     restriction = ", ".join(stored.experiments) if stored.experiments else "every experiment"
     print(
-        f"created token {stored.token_id} (scope {stored.scope}, {restriction}) in {path}\n"
+        f"created token {stored.token_id} (scope {stored.scope}, {restriction}) in {db.describe()}\n"
         "It is shown only this once; give it to clients as RUNWIRE_TOKEN or `runwire agent --token-file`:",
         file=sys.stderr,
     )
@@ -154,8 +171,8 @@ def _create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(args: argparse.Namespace, path: Path) -> int:
-    tokens = asyncio.run(_with_store(path, lambda store: store.list_tokens()))
+def _list(args: argparse.Namespace, db: Store) -> int:
+    tokens = asyncio.run(_with_store(db, lambda store: store.list_tokens()))
     if args.json:
         print(json.dumps([
             {"id": t.token_id, "name": t.name, "scope": t.scope, "experiments": list(t.experiments),
@@ -173,11 +190,11 @@ def _list(args: argparse.Namespace, path: Path) -> int:
     return 0
 
 
-def _revoke(args: argparse.Namespace, path: Path) -> int:
+def _revoke(args: argparse.Namespace, db: Store) -> int:
     token_id = args.token_id.strip()
     if token_id.startswith("rwt_"):  # a whole token was pasted: take its id, never echo the secret
         token_id = token_id[4:16]
-    stored = asyncio.run(_with_store(path, lambda store: store.revoke_token(token_id)))
+    stored = asyncio.run(_with_store(db, lambda store: store.revoke_token(token_id)))
     print(f"revoked token {stored.token_id} ({stored.scope}{', ' + stored.name if stored.name else ''}) "
           f"at {format_time(stored.revoked_time)}")  # fmt: skip
     return 0

@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from runwire import Experiment, Run
 from tests.procs import run_script, wait_for
@@ -32,6 +33,7 @@ WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.both_stores
 def test_four_concurrent_runs_exactly_once_in_order(workspace, cluster):
     procs = [
         subprocess.Popen(
@@ -82,6 +84,7 @@ def _committed(workspace, run_id: str) -> int:
         return 0
 
 
+@pytest.mark.both_stores
 def test_kill9_agent_then_collector_mid_stream(workspace, cluster):
     n = 150_000
     run_id = "restart-run"

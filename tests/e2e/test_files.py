@@ -35,6 +35,7 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.both_stores
 def test_upload_and_download_round_trips(experiment, work):
     run = experiment.start_logging(snapshot_directory=None)
     (work / "model.bin").write_bytes(os.urandom(300_000))
@@ -102,6 +103,7 @@ def test_bad_arguments(experiment, work):
     run.complete()
 
 
+@pytest.mark.both_stores
 def test_write_once_conflicts(experiment, workspace, cluster, work):
     run = experiment.start_logging(snapshot_directory=None)
     run.upload_file("outputs/m.pkl", io.BytesIO(b"one"))

@@ -11,6 +11,7 @@ from runwire import Experiment, Run, UserErrorException, get_run
 from runwire.exceptions import MetricTypeError
 
 
+@pytest.mark.both_stores
 def test_logging_api_scenario_shapes_and_types(workspace):
     """RUN_API.md §17 C: every kind logged once or many times comes back in Azure's shapes."""
     experiment = Experiment(workspace, "logging-api-test")
@@ -102,6 +103,7 @@ def test_kind_and_type_conflicts_raise_at_call_site(workspace):
     assert run.get_metrics()["a"] == [1.0, 2.5]
 
 
+@pytest.mark.both_stores
 def test_tags_properties_and_details(workspace):
     experiment = Experiment(workspace, "tags")
     run = experiment.start_logging(display_name="first", description="d", tags={"team": "a"})
@@ -153,6 +155,7 @@ def test_lifecycle_with_block_fail_cancel(workspace):
     assert numbers == sorted(numbers, reverse=True) and len(numbers) == 5
 
 
+@pytest.mark.both_stores
 def test_child_runs_and_recursive_metrics(workspace):
     experiment = Experiment(workspace, "children")
     parent = experiment.start_logging()

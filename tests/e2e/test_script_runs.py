@@ -22,12 +22,13 @@ JOB_TIMEOUT_S = 90
 
 
 @pytest.fixture
-def jobs(request):
+def jobs(request, cluster_store):
     """A collector with a short lease TTL and an agent that is a node of target `local` (2 slots)."""
     with running_cluster(
         request,
         agent_args=["--compute-target", "local", "--slots", "2"],
         server_args=["--lease-ttl", str(LEASE_TTL_S)],
+        store_url=cluster_store,
     ) as c:
         yield c
 
@@ -110,6 +111,7 @@ TRAIN = """
 # --- success and the status sequence --------------------------------------------------------------
 
 
+@pytest.mark.both_stores
 def test_submitted_script_runs_to_completion(experiment, tmp_path, capsys):
     from runwire.script_run import ScriptRun
 
@@ -223,6 +225,7 @@ def test_kill9_of_the_training_process_fails_the_run(experiment, tmp_path):
 # --- cancel ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.both_stores
 def test_cancel_while_queued_and_while_running(experiment, tmp_path):
     folder = source(tmp_path / "src", HOLD)
     gate = str(tmp_path / "never")

@@ -5,6 +5,8 @@ backends share is tested on both by the other store suites."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import psycopg
@@ -199,3 +201,26 @@ def test_store_urls(tmp_path):
     for bad in ("mysql://u@h/d", "sqlite://host/x.db", "sqlite:", "/plain/path"):
         with pytest.raises(ValueError, match="postgresql://USER@HOST"):
             make_store(bad, tmp_path)
+
+
+def test_token_cli_on_a_postgresql_store(fresh_pg_database):
+    def token(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "runwire.cli.main", "token", *args, "--store", fresh_pg_database],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    created = token("create", "--scope", "write", "--name", "ci")
+    assert created.returncode == 0, created.stderr
+    text = created.stdout.strip().splitlines()[-1]
+    token_id = text.split("_")[1]
+    assert "postgresql://postgres@" in created.stderr and token_id in created.stderr
+    listed = token("list")
+    assert token_id in listed.stdout and "active" in listed.stdout
+    assert token("revoke", token_id).returncode == 0
+    assert "revoked" in token("list").stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "runwire.cli.main", "token", "list", "--store", "mysql://x"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "postgresql://USER@HOST" in bad.stderr
