@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from runwire import jobs
 from runwire._transports.channel import ClientSecurity, open_channel
 from runwire.cli._common import agent_status
 from runwire.server.tls import TLSConfigError, tls_from_args
-from tests.procs import Cluster, run_script, running_cluster, wait_for
+from tests.procs import Cluster, run_script, running_cluster, short_tmpdir, wait_for
 from tests.tls_pki import Pki, encrypted_key, make_pki
 
 TRAIN = textwrap.dedent(
@@ -316,3 +317,39 @@ def test_the_agent_refuses_to_start_with_unusable_tls_or_token_flags(pki, tmp_pa
     for flags, message in cases:
         result = _start("runwire.agent", *base, *flags)
         assert result.returncode == 2 and message in result.stderr, (flags, result.stderr)
+
+
+# --- tokens over TLS against the real collector ---------------------------------------------------
+
+
+def test_tokens_over_mutual_tls_with_auth_on(pki, tmp_path, request):
+    """`--auth on` + mutual TLS: the agent's token (call credentials on its TLS channels) and the training
+    script's are checked by the collector; a wrong token over the same TLS channel is refused."""
+    from runwire._transports.collector import CollectorClient
+    from runwire.exceptions import UserErrorException
+    from runwire.v1 import runs_pb2
+
+    agent_tls = ["--tls-ca", str(pki.ca), "--tls-cert", str(pki.client_cert), "--tls-key", str(pki.client_key)]
+    c = Cluster(root=short_tmpdir(), auth=True, server_args=server_tls(pki, mutual=True))
+    try:
+        c.start_server()
+        agent_token, script_token = c.create_token("write"), c.create_token("write")
+        (tmp_path / "token").write_text(agent_token + "\n")
+        c.agent_args = [*agent_tls, "--token-file", str(tmp_path / "token")]
+        c.start_agent()
+        env = {**client_env(c, pki, client_cert=True), "RUNWIRE_TOKEN": script_token}
+        run_id = train(c, env)
+        assert loss_of(env, run_id) == [1.0 / (i + 1) for i in range(50)]  # the agent's ingest was let in
+        wrong = "rwt_000000000000_" + "A" * 43
+        client = CollectorClient(c.collector, security=ClientSecurity(wrong, *agent_tls[1::2]))
+        with pytest.raises(UserErrorException, match="refused"):
+            client.call("ListExperiments", runs_pb2.ListExperimentsRequest())
+        client.close()
+        no_token = cli({k: v for k, v in env.items() if k != "RUNWIRE_TOKEN"}, "runs", "list", "--experiment", "tls")
+        assert no_token.returncode != 0 and "refused" in no_token.stderr, no_token.stderr
+    finally:
+        c.stop()
+        shutil.rmtree(c.root, ignore_errors=True)
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.failed:
+            print(c.logs())
