@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -203,6 +204,14 @@ def test_agent_moves_to_the_other_replica_when_its_collector_is_killed(pg_url, r
     streaming = time.monotonic() - killed
     ingest = next(link for link in moved.collector_links if link.role == "ingest")
     assert ingest.failovers == 1 and ingest.address == r.address(survivor)
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "runwire.cli.main", "status", "--json"],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    agent = json.loads(shown.stdout)["agent"]
+    assert agent["collectors"] == [r.address("a"), r.address("b")], shown.stdout
+    assert agent["streams"]["ingest"] == {"collector": r.address(survivor), "connected": True, "failovers": 1}
 
     _, err = writer.communicate(timeout=300)
     assert writer.returncode == 0, err + r.logs()
