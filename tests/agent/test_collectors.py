@@ -180,3 +180,20 @@ async def test_link_fails_over_between_real_grpc_servers():
         await link.close()
         await one.stop(None)
         await two.stop(None)
+
+
+async def test_link_resolves_the_name_again_at_each_reconnection():
+    answers = [["10.0.0.1:7420", "10.0.0.2:7420"], ["10.0.0.7:7420"]]
+    calls = []
+
+    async def resolve(entry: Entry) -> list[str]:
+        calls.append(entry.host)
+        return answers[min(len(calls), len(answers)) - 1]
+
+    link = CollectorLink(Collectors(parse_collectors("pods.example:7420"), resolve=resolve), "ingest", "n", _Channel)
+    first = await link.channel()
+    assert first.target.address in answers[0] and first.target.entry == Entry("pods.example", 7420)
+    link.failed(first)
+    second = await link.channel()  # the name now has one other address: the old replica left the list
+    assert second.target.address == "10.0.0.7:7420" and calls == ["pods.example", "pods.example"]
+    await link.close()
