@@ -5,6 +5,8 @@ arrives exactly once, in order; the agent's status and its report to the collect
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from tests.agent_reports import agents
@@ -47,3 +49,4 @@ def test_collector_outage_with_the_spool_at_its_cap(request):
         raise
     finally:
         cluster.stop()
+        shutil.rmtree(cluster.root, ignore_errors=True)
