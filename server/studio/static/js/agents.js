@@ -46,9 +46,9 @@ function fullCell(a) {
 
 function linkCell(a) {
   if (!a.connected) return h("td", { class: "muted" }, "—");
-  const since = a.collector_connected_since ? `since ${fmtTime(a.collector_connected_since)}` : "";
-  const outage = a.last_outage_seconds >= 1 ? ` · after ${fmtDuration(a.last_outage_seconds)} unreachable` : "";
-  return h("td", {}, since + outage);
+  const up = a.collector_connected_since ? `up ${fmtDuration(Math.max(0, Date.now() / 1000 - a.collector_connected_since))}` : "up";
+  const outage = a.last_outage_seconds >= 1 ? ` · after ${fmtDuration(a.last_outage_seconds)} down` : "";
+  return h("td", { class: "wrap", title: a.collector_connected_since ? `connected since ${fmtTime(a.collector_connected_since)}` : "", dataset: { testid: "agent-link" } }, up + outage);
 }
 
 function agentRow(a) {
