@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -322,6 +323,11 @@ def test_the_agent_refuses_to_start_with_unusable_tls_or_token_flags(pki, tmp_pa
 # --- tokens over TLS against the real collector ---------------------------------------------------
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
 def test_tokens_over_mutual_tls_with_auth_on(pki, tmp_path, request):
     """`--auth on` + mutual TLS: the agent's token (call credentials on its TLS channels) and the training
     script's are checked by the collector; a wrong token over the same TLS channel is refused."""
@@ -345,6 +351,22 @@ def test_tokens_over_mutual_tls_with_auth_on(pki, tmp_path, request):
         with pytest.raises(UserErrorException, match="refused"):
             client.call("ListExperiments", runs_pb2.ListExperimentsRequest())
         client.close()
+        https = f"https://{c.server.info['http']}"
+        trusting = ssl.create_default_context(cafile=str(pki.ca))
+        with pytest.raises(urllib.error.HTTPError) as e:
+            https_get(f"{https}/api/v1/experiments", trusting)
+        assert e.value.code == 401  # HTTPS does not replace the token
+        req = urllib.request.Request(f"{https}/api/v1/experiments", headers={"Authorization": f"Bearer {script_token}"})
+        with urllib.request.urlopen(req, timeout=10, context=trusting) as r:
+            assert r.status == 200
+        # The studio's login cookie is Secure over HTTPS.
+        form = urllib.parse.urlencode({"token": script_token, "next": "/"}).encode()
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=trusting), _NoRedirect())
+        with pytest.raises(urllib.error.HTTPError) as e:
+            opener.open(urllib.request.Request(f"{https}/login", data=form), timeout=10)
+        assert e.value.code == 303
+        cookie = e.value.headers["Set-Cookie"]
+        assert "runwire_token=" in cookie and "Secure" in cookie and "HttpOnly" in cookie, cookie
         no_token = cli({k: v for k, v in env.items() if k != "RUNWIRE_TOKEN"}, "runs", "list", "--experiment", "tls")
         assert no_token.returncode != 0 and "refused" in no_token.stderr, no_token.stderr
     finally:
