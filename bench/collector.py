@@ -1,10 +1,12 @@
 """Collector throughput figures (a benchmark that prints, never a test; not collected by pytest).
 
-    .venv/bin/python bench/collector.py [--points 10000000]
+    .venv/bin/python bench/collector.py [--points 10000000] [--store postgresql://USER@HOST/EMPTY_DB]
 
-Starts `python -m runwire.server` as a subprocess, streams pre-built compressed requests over
-one or more Ingest streams and reports committed points per second (first send to last ack);
-then times GetMetrics of a 1,000,000-point series, over gRPC and in the store alone.
+Starts `python -m runwire.server` as a subprocess (its store: SQLite in a temporary folder, or `--store`,
+which must name an empty database), streams pre-built compressed requests over one or more Ingest
+streams and reports committed points per second (first send to last ack) and the commit latency of
+one request at a time (send to ack); then times GetMetrics of a 1,000,000-point series, over gRPC and
+in the store alone.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from runwire import limits
 from runwire._transports.channel import open_aio_channel
-from runwire.server.store.sqlite import SqliteStore
+from runwire.server.store.factory import make_store
 from runwire.v1 import ingest_pb2, ingest_pb2_grpc, runs_pb2, runs_pb2_grpc
 from tests.server.collector_helpers import batch, decode_blobs, points, request
 
@@ -70,15 +72,31 @@ async def stream(ingest, reqs) -> int:
     return len(acks)
 
 
+async def lockstep(ingest, reqs) -> list[float]:
+    """Seconds from sending each request to its ack, one request in flight at a time."""
+    call = ingest.Ingest()
+    seconds = []
+    for r in reqs:
+        started = time.perf_counter()
+        await call.write(r)
+        ack = await call.read()
+        seconds.append(time.perf_counter() - started)
+        assert ack.status == ingest_pb2.ACK_STATUS_COMMITTED and not ack.warnings, ack
+    await call.done_writing()
+    return seconds
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--points", type=int, default=10_000_000)
+    ap.add_argument("--store", default=None, help="the collector's --store (an empty database); default SQLite")
     args = ap.parse_args()
+    store_args = ["--store", args.store] if args.store else []
     with tempfile.TemporaryDirectory() as tmp:
         ready = Path(tmp) / "ready.json"
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "runwire.server", "--grpc-listen", "127.0.0.1:0", "--http-listen", "off",
-            "--data-dir", tmp, "--ready-file", str(ready), "--log-level", "warning", "--auth", "off",
+            "--data-dir", tmp, "--ready-file", str(ready), "--log-level", "warning", "--auth", "off", *store_args,
             stdout=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         while not ready.exists():
@@ -119,6 +137,14 @@ async def main() -> None:
                 f"{10_000:,} points in {elapsed:.2f} s = {10_000 / elapsed:,.0f} points/s"
             )
 
+            await runs.CreateRun(runs_pb2.CreateRunRequest(experiment_name="bench", run_id="latency"))
+            one_by_one = build_requests("latency", 300 * 100, 10, 100, "latency", 1)
+            seconds = sorted(await lockstep(ingest, one_by_one))
+            print(
+                f"commit latency, one request (100 points) at a time, send to ack: median "
+                f"{seconds[len(seconds) // 2] * 1e3:.2f} ms, p99 {seconds[int(len(seconds) * 0.99)] * 1e3:.2f} ms"
+            )
+
             n = 1_000_000
             await runs.CreateRun(runs_pb2.CreateRunRequest(experiment_name="bench", run_id="read"))
             vals = np.random.default_rng(1).standard_normal(n)
@@ -141,7 +167,7 @@ async def main() -> None:
         proc.send_signal(signal.SIGTERM)
         await proc.wait()
 
-        store = SqliteStore(Path(tmp) / "runwire.sqlite3")
+        store = make_store(args.store, Path(tmp))
         await store.open()
         try:
             timings = []

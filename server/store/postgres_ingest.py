@@ -86,7 +86,6 @@ class _Tx:
     pending: dict[int, _Pending] = field(default_factory=dict)
     run_warnings: dict[str, list[str]] = field(default_factory=dict)
     log_files: dict[tuple[str, str], _LogFile] = field(default_factory=dict)
-    producers: set[str] = field(default_factory=set)
 
 
 class PostgresIngest:
@@ -108,7 +107,7 @@ class PostgresIngest:
     async def _commit_tx(self, conn: Conn, units: list[IngestUnit]) -> list[IngestOutcome]:
         batches = [b for unit in units for b in unit.batches]
         floors = await self._lock_producers(conn, sorted({b.producer_id for b in batches}))
-        fresh_ids = await self._fresh_batches(conn, batches, floors)
+        fresh_ids, dedup_writes = await self._dedup(conn, batches, floors)
         fresh = [b for b in batches if id(b) in fresh_ids]
         runs = await _lock_runs(conn, fresh)
         tx = _Tx(floors, runs, *await self._load_series(conn, fresh, runs))
@@ -119,7 +118,6 @@ class PostgresIngest:
                 if id(batch) not in fresh_ids:
                     out.duplicate_batches += 1
                     continue
-                tx.producers.add(batch.producer_id)
                 out.batches_committed += 1
                 for points in batch.metrics:
                     await self._stage(conn, points, out, tx)
@@ -131,68 +129,80 @@ class PostgresIngest:
                 for change in batch.statuses:
                     await self._apply_status(conn, change, out, tx)
             outcomes.append(out)
-        await self._write_series(conn, tx)
-        async with conn.cursor() as cur:
-            if tx.log_files:
-                await cur.executemany(
-                    "UPDATE log_files SET line_count = %s WHERE id = %s",
-                    [(f.count, f.id) for f in tx.log_files.values()],
-                )
+        await self._write_series(conn, tx, dedup_writes)
         for run_id, warnings in tx.run_warnings.items():
             if run_id in tx.runs:
                 await self._append_run_warnings(conn, run_id, warnings)
-        for producer_id in sorted(tx.producers):
-            await self._raise_floor(conn, producer_id, floors[producer_id])
         self._evict()
         return outcomes
 
     # --- deduplication keys ---------------------------------------------------------------------------
     # As in the SQLite store: a producer's floor is the highest seq up to which every batch is
-    # committed; only batches above it keep a row in `dedup`.
+    # committed; only batches above it keep a row in `dedup`. With the producers' rows locked, their
+    # keys are read once and decided here: a batch in order costs no `dedup` row at all.
 
     @staticmethod
     async def _lock_producers(conn: Conn, producers: list[str]) -> dict[str, int]:
-        await conn.execute(
-            "INSERT INTO producers (producer_id, floor) SELECT p, 0 FROM unnest(%s::text[]) p "
-            "ON CONFLICT (producer_id) DO NOTHING",
-            (producers,),
-        )
+        """Lock the producers' rows (created when new), in id order; their floors."""
         rows = await _all(
             conn,
-            "SELECT producer_id, floor FROM producers WHERE producer_id = ANY(%s) ORDER BY producer_id FOR UPDATE",
+            "INSERT INTO producers (producer_id, floor) SELECT p, 0 FROM unnest(%s::text[]) p ORDER BY p "
+            "ON CONFLICT (producer_id) DO UPDATE SET floor = producers.floor RETURNING producer_id, floor",
             (producers,),
         )
         return dict(rows)
 
     @staticmethod
-    async def _fresh_batches(conn: Conn, batches: list[BatchInput], floors: dict[str, int]) -> set[int]:
-        """ids of the batches never committed before (their dedup keys are recorded now)."""
-        keys: dict[tuple[str, int], int] = {}
+    async def _dedup(
+        conn: Conn, batches: list[BatchInput], floors: dict[str, int]
+    ) -> tuple[set[int], list[tuple[str, tuple]]]:
+        """ids of the batches never committed before, and the writes that record their keys (only
+        those above the producers' new floors) and the floors (run with the transaction's last writes)."""
+        rows = await _all(conn, "SELECT producer_id, seq FROM dedup WHERE producer_id = ANY(%s)", (list(floors),))
+        stored = set(rows)
+        fresh, new_keys = set(), []
         for b in batches:
             key = (b.producer_id, transitions.signed64(b.seq))
-            if 0 < b.seq <= floors[b.producer_id] or key in keys:
+            if 0 < b.seq <= floors[b.producer_id] or key in stored:
                 continue
-            keys[key] = id(b)
-        if not keys:
-            return set()
-        producers, seqs = [k[0] for k in keys], [k[1] for k in keys]
-        rows = await _all(
-            conn,
-            "INSERT INTO dedup (producer_id, seq) SELECT * FROM unnest(%s::text[], %s::bigint[]) "
-            "ON CONFLICT (producer_id, seq) DO NOTHING RETURNING producer_id, seq",
-            (producers, seqs),
-        )
-        return {keys[(p, s)] for p, s in rows}
-
-    @staticmethod
-    async def _raise_floor(conn: Conn, producer_id: str, floor: int) -> None:
-        rows = await _all(
-            conn, "SELECT seq FROM dedup WHERE producer_id = %s AND seq > %s ORDER BY seq", (producer_id, floor)
-        )
-        new = transitions.next_floor(floor, [seq for (seq,) in rows])
-        if new > floor:
-            await conn.execute("DELETE FROM dedup WHERE producer_id = %s AND seq > 0 AND seq <= %s", (producer_id, new))
-            await conn.execute("UPDATE producers SET floor = %s WHERE producer_id = %s", (new, producer_id))
+            stored.add(key)
+            new_keys.append(key)
+            fresh.add(id(b))
+        writes: list[tuple[str, tuple]] = []
+        if not new_keys:
+            return fresh, writes
+        raised = {}
+        for producer_id, floor in floors.items():
+            above = sorted(seq for p, seq in stored if p == producer_id and seq > floor)
+            new = transitions.next_floor(floor, above)
+            if new > floor:
+                raised[producer_id] = new
+        keep = [(p, seq) for p, seq in new_keys if not 0 < seq <= raised.get(p, floors[p])]
+        if keep:
+            writes.append(
+                (
+                    "INSERT INTO dedup (producer_id, seq) SELECT * FROM unnest(%s::text[], %s::bigint[])",
+                    ([p for p, _ in keep], [seq for _, seq in keep]),
+                )
+            )
+        absorbed = sorted({p for p, seq in rows if 0 < seq <= raised.get(p, floors[p])})
+        if absorbed:
+            writes.append(
+                (
+                    "DELETE FROM dedup d USING unnest(%s::text[], %s::bigint[]) f (producer_id, floor) "
+                    "WHERE d.producer_id = f.producer_id AND d.seq > 0 AND d.seq <= f.floor",
+                    (absorbed, [raised[p] for p in absorbed]),
+                )
+            )
+        if raised:
+            writes.append(
+                (
+                    "UPDATE producers SET floor = f.floor FROM unnest(%s::text[], %s::bigint[]) "
+                    "f (producer_id, floor) WHERE producers.producer_id = f.producer_id",
+                    (list(raised), list(raised.values())),
+                )
+            )
+        return fresh, writes
 
     # --- runs and series ------------------------------------------------------------------------------
 
@@ -276,7 +286,9 @@ class PostgresIngest:
         entry.rows += points.count
         out.points_committed += points.count
 
-    async def _write_series(self, conn: Conn, tx: _Tx) -> None:
+    async def _write_series(self, conn: Conn, tx: _Tx, statements: list[tuple[str, tuple]]) -> None:
+        """Append the staged rows to their series (chunks and series rows), set the log files' lengths
+        and run `statements`, all sent together."""
         entries = [e for e in tx.pending.values() if e.parts]
         counted = {e.state.id: self._counted_tail(e.state) for e in entries}
         need = [e.state for e in entries if e.state.needs_tail]
@@ -300,7 +312,7 @@ class PostgresIngest:
                 (state.description, state.count, state.columns_json(), state.last, state.min, state.max, state.id)
             )
             self._remember(state, counted[state.id])
-        async with conn.cursor() as cur:
+        async with conn.pipeline(), conn.cursor() as cur:  # the writes go out together: one round trip
             if chunk_rows:
                 await cur.executemany(_UPSERT_CHUNK, chunk_rows)
             if series_rows:
@@ -309,6 +321,13 @@ class PostgresIngest:
                     "max = %s WHERE id = %s",
                     series_rows,
                 )
+            if tx.log_files:
+                await cur.executemany(
+                    "UPDATE log_files SET line_count = %s WHERE id = %s",
+                    [(f.count, f.id) for f in tx.log_files.values()],
+                )
+            for sql, params in statements:
+                await cur.execute(sql, params)
 
     # --- the tail cache -------------------------------------------------------------------------------
 

@@ -33,13 +33,16 @@ from runwire.statuses import TERMINAL_STATUSES
 Conn = psycopg.AsyncConnection
 
 
-async def _one(conn: Conn, sql: str, params: Sequence[Any] = ()) -> tuple | None:
-    cur = await conn.execute(sql, params)
+async def _one(conn: Conn, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> tuple | None:
+    """The first row of `sql` (rows come in PostgreSQL's binary format: chunk blobs as they are stored,
+    not hex text twice their size)."""
+    cur = await conn.execute(sql, params, binary=True)
     return await cur.fetchone()
 
 
-async def _all(conn: Conn, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-    cur = await conn.execute(sql, params)
+async def _all(conn: Conn, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[tuple]:
+    """Every row of `sql`, in binary format (see `_one`)."""
+    cur = await conn.execute(sql, params, binary=True)
     return await cur.fetchall()
 
 
