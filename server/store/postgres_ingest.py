@@ -58,15 +58,6 @@ _SERIES_ROWS = (
 
 
 @dataclass
-class _Pending:
-    """Rows admitted to one series in the current transaction, appended at its end."""
-
-    state: SeriesState
-    parts: list[codec.DecodedPoints] = field(default_factory=list)
-    rows: int = 0
-
-
-@dataclass
 class _LogFile:
     id: int
     count: int
@@ -83,7 +74,7 @@ class _Tx:
     runs: set[str]
     series: dict[tuple[str, str], SeriesState]
     series_counts: dict[str, int]
-    pending: dict[int, _Pending] = field(default_factory=dict)
+    pending: dict[int, series.PendingAppend] = field(default_factory=dict)
     run_warnings: dict[str, list[str]] = field(default_factory=dict)
     log_files: dict[tuple[str, str], _LogFile] = field(default_factory=dict)
 
@@ -277,7 +268,7 @@ class PostgresIngest:
             tx.series_counts[p.run_id] += 1
         entry = tx.pending.get(state.id)
         if entry is None:
-            entry = tx.pending[state.id] = _Pending(state)
+            entry = tx.pending[state.id] = series.PendingAppend(state)
         points = transitions.admit_points(p, state, entry.rows, refuse)
         if points is None:
             return

@@ -83,19 +83,7 @@ class PostgresReads:
                     (series_id, upto, refs[-1].chunk_no),
                 )
                 blobs = {n: bytes(b) for n, b in rows}
-            out.append(
-                SeriesSnapshot(
-                    series_id=series_id,
-                    run_id=row[0],
-                    name=row[1],
-                    kind=row[2],
-                    description=row[3],
-                    count=row[4],
-                    columns=list(series.columns_from_json(row[5]).items()),
-                    chunks=refs,
-                    blobs=[blobs.get(ref.chunk_no) for ref in refs],
-                )
-            )
+            out.append(series.snapshot(series_id, row, refs, blobs))
         return out
 
     async def read_chunks(self, series_id: int, chunk_nos: Sequence[int]) -> list[bytes]:

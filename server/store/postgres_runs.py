@@ -26,7 +26,7 @@ from runwire.server.records import (
     RunUpdate,
     StatusEntry,
 )
-from runwire.server.store import transitions
+from runwire.server.store import queries, transitions
 from runwire.server.store.rows import RUN_COLUMNS, run_record
 from runwire.statuses import TERMINAL_STATUSES
 
@@ -206,43 +206,10 @@ class PostgresRuns:
         return await self._read(self._list_runs_tx, query)
 
     async def _list_runs_tx(self, conn: Conn, q: RunQuery) -> list[RunRecord]:
-        where: list[str] = []
-        params: list = []
-        prefix = ""
-        if q.parent_run_id:
-            if not await _run_exists(conn, q.parent_run_id):
-                raise NotFound(f"run {q.parent_run_id} not found")
-            if q.recursive:
-                prefix = (
-                    "WITH RECURSIVE subtree (id) AS (SELECT id FROM runs WHERE parent_id = %s "
-                    "UNION ALL SELECT c.id FROM runs c JOIN subtree s ON c.parent_id = s.id) "
-                )
-                params.append(q.parent_run_id)
-                where.append("r.id IN (SELECT id FROM subtree)")
-            else:
-                where.append("r.parent_id = %s")
-                params.append(q.parent_run_id)
-        else:
-            if q.experiment_name:
-                where.append("e.name = %s")
-                params.append(q.experiment_name)
-            if not q.include_children:
-                where.append("r.parent_id IS NULL")
-        if q.statuses:
-            where.append("r.status = ANY(%s)")
-            params.append(list(q.statuses))
-        if q.type is not None:
-            where.append("r.type = %s")
-            params.append(q.type)
-        for table, pairs in (("tags", q.tags), ("properties", q.properties)):
-            for key, value in pairs.items():
-                cond = f"EXISTS (SELECT 1 FROM {table} x WHERE x.run_id = r.id AND x.key = %s"
-                params.append(key)
-                if value is not None:
-                    cond += " AND x.value = %s"
-                    params.append(value)
-                where.append(cond + ")")
-        return await self._load_runs(conn, ("WHERE " + " AND ".join(where)) if where else "", params, prefix)
+        if q.parent_run_id and not await _run_exists(conn, q.parent_run_id):
+            raise NotFound(f"run {q.parent_run_id} not found")
+        prefix, where, params = queries.run_filters(q, "%s")
+        return await self._load_runs(conn, where, params, prefix)
 
     @staticmethod
     async def _lock_run(conn: Conn, run_id: str) -> tuple | None:

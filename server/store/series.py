@@ -18,6 +18,7 @@ import numpy as np
 from runwire import codec, limits
 from runwire.codec import DecodedColumn, DecodedPoints
 from runwire.server import limits as server_limits
+from runwire.server.records import ChunkRef, SeriesSnapshot
 
 _FIXED_BYTES = {codec.FLOAT: 8, codec.INT: 8, codec.BOOL: 1, codec.NONE: 0}
 
@@ -64,6 +65,31 @@ class SeriesState:
 
 def columns_from_json(text: str) -> dict[str, int]:
     return {name: int(vtype) for name, vtype in json.loads(text)}
+
+
+@dataclass
+class PendingAppend:
+    """Rows admitted to one series in the current transaction, appended at its end."""
+
+    state: SeriesState
+    parts: list[DecodedPoints] = field(default_factory=list)
+    rows: int = 0
+
+
+def snapshot(series_id: int, row: tuple, refs: list[ChunkRef], blobs: dict[int, bytes]) -> SeriesSnapshot:
+    """A `SeriesSnapshot` from a series row (run_id, name, kind, description, row_count, columns), its
+    chunk index and the blobs read of it (by chunk number)."""
+    return SeriesSnapshot(
+        series_id=series_id,
+        run_id=row[0],
+        name=row[1],
+        kind=row[2],
+        description=row[3],
+        count=row[4],
+        columns=list(columns_from_json(row[5]).items()),
+        chunks=refs,
+        blobs=[blobs.get(ref.chunk_no) for ref in refs],
+    )
 
 
 # --- admission ----------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from runwire import codec, limits
@@ -42,15 +41,6 @@ _UPSERT_CHUNK = (
 )
 
 
-@dataclass
-class _Pending:
-    """Rows admitted to one series in the current transaction, appended at its end."""
-
-    state: SeriesState
-    parts: list[codec.DecodedPoints] = field(default_factory=list)
-    rows: int = 0
-
-
 class SqliteIngest:
     """`SqliteStore`'s `commit` of ingest units and the writer-side caches it keeps."""
 
@@ -71,7 +61,7 @@ class SqliteIngest:
         return await self._write(self._commit_tx, list(units))
 
     def _commit_tx(self, conn: sqlite3.Connection, units: list[IngestUnit]) -> list[IngestOutcome]:
-        pending: dict[int, _Pending] = {}
+        pending: dict[int, series.PendingAppend] = {}
         run_warnings: dict[str, list[str]] = {}
         outcomes = []
         producers: set[str] = set()
@@ -258,7 +248,7 @@ class SqliteIngest:
         conn: sqlite3.Connection,
         p: PointsInput,
         out: IngestOutcome,
-        pending: dict[int, _Pending],
+        pending: dict[int, series.PendingAppend],
         run_warnings: dict[str, list[str]],
     ) -> None:
         n_series = self._series_count(conn, p.run_id)
@@ -284,7 +274,7 @@ class SqliteIngest:
             state = self._create_series(conn, p)
         entry = pending.get(state.id)
         if entry is None:
-            entry = pending[state.id] = _Pending(state)
+            entry = pending[state.id] = series.PendingAppend(state)
         points = transitions.admit_points(p, state, entry.rows, refuse)
         if points is None:
             return

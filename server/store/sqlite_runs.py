@@ -24,7 +24,7 @@ from runwire.server.records import (
     RunUpdate,
     StatusEntry,
 )
-from runwire.server.store import transitions
+from runwire.server.store import queries, transitions
 from runwire.server.store.rows import RUN_COLUMNS, run_record
 from runwire.statuses import TERMINAL_STATUSES
 
@@ -170,43 +170,10 @@ class SqliteRuns:
         return await self._read(self._list_runs_tx, query)
 
     def _list_runs_tx(self, conn: sqlite3.Connection, q: RunQuery) -> list[RunRecord]:
-        where: list[str] = []
-        params: list = []
-        prefix = ""
-        if q.parent_run_id:
-            if not conn.execute("SELECT 1 FROM runs WHERE id = ?", (q.parent_run_id,)).fetchone():
-                raise NotFound(f"run {q.parent_run_id} not found")
-            if q.recursive:
-                prefix = (
-                    "WITH RECURSIVE subtree (id) AS (SELECT id FROM runs WHERE parent_id = ? "
-                    "UNION ALL SELECT c.id FROM runs c JOIN subtree s ON c.parent_id = s.id) "
-                )
-                params.append(q.parent_run_id)
-                where.append("r.id IN (SELECT id FROM subtree)")
-            else:
-                where.append("r.parent_id = ?")
-                params.append(q.parent_run_id)
-        else:
-            if q.experiment_name:
-                where.append("e.name = ?")
-                params.append(q.experiment_name)
-            if not q.include_children:
-                where.append("r.parent_id IS NULL")
-        if q.statuses:
-            where.append(f"r.status IN ({', '.join('?' * len(q.statuses))})")
-            params.extend(q.statuses)
-        if q.type is not None:
-            where.append("r.type = ?")
-            params.append(q.type)
-        for table, pairs in (("tags", q.tags), ("properties", q.properties)):
-            for key, value in pairs.items():
-                cond = f"EXISTS (SELECT 1 FROM {table} x WHERE x.run_id = r.id AND x.key = ?"
-                params.append(key)
-                if value is not None:
-                    cond += " AND x.value = ?"
-                    params.append(value)
-                where.append(cond + ")")
-        return self._load_runs(conn, ("WHERE " + " AND ".join(where)) if where else "", params, prefix)
+        if q.parent_run_id and not conn.execute("SELECT 1 FROM runs WHERE id = ?", (q.parent_run_id,)).fetchone():
+            raise NotFound(f"run {q.parent_run_id} not found")
+        prefix, where, params = queries.run_filters(q, "?")
+        return self._load_runs(conn, where, params, prefix)
 
     async def update_run(self, update: RunUpdate) -> RunRecord:
         rules.check_run_update(update)
