@@ -27,7 +27,7 @@ from collections.abc import Callable
 import grpc
 from google.protobuf.message import DecodeError
 
-from runwire._transports.channel import ClientSecurity, ClientSecurityError
+from runwire._transports.channel import ClientSecurity, ClientSecurityError, unreachable_hint
 from runwire.agent.collectors import CollectorLink, Collectors, channel_factory
 from runwire.agent.metrics import AgentStats
 from runwire.agent.spool import Record, Spool, SpoolError
@@ -199,8 +199,11 @@ class Sender:
                     )
                 elif not self._unreachable_logged:
                     self._unreachable_logged = True
+                    hint = unreachable_hint(self.security, e.details())
                     log.warning(
-                        f"collector {self.target} unreachable ({e.code().name}); retrying with backoff",
+                        f"collector {self.target} unreachable ({e.code().name}); "
+                        + (f"{hint}; " if hint else "")
+                        + "retrying with backoff",
                         extra={"fields": fields},
                     )
                 else:

@@ -262,6 +262,31 @@ def aio_token_interceptors(token: str) -> list[grpc.aio.ClientInterceptor]:
     return [_AioUnaryUnary(token), _AioUnaryStream(token), _AioStreamUnary(token), _AioStreamStream(token)]
 
 
+# --- what an unreachable collector may mean ----------------------------------------------------------
+
+
+def unreachable_hint(security: ClientSecurity | None, details: str | None) -> str:
+    """A hint for an UNAVAILABLE call whose `details` look like a TLS mismatch, or ''. gRPC says only
+    "Socket closed" when a TLS collector drops a plaintext client or one without an accepted certificate."""
+    security = security or ClientSecurity()
+    text = details or ""
+    if "CERTIFICATE_VERIFY_FAILED" in text or "handshake failed" in text.lower():
+        return (
+            "the TLS handshake failed: tls_ca (RUNWIRE_TLS_CA, --tls-ca) must hold the CA that signed the "
+            "collector's certificate, and that certificate must name the address dialled"
+        )
+    if "Socket closed" not in text and "Connection reset" not in text:
+        return ""
+    if not security.tls:
+        return "if the collector serves TLS, set RUNWIRE_TLS_CA (the agent: --tls-ca) to its CA certificate"
+    if security.tls_cert is None:
+        return (
+            "if the collector requires client certificates (mutual TLS), set RUNWIRE_TLS_CERT and RUNWIRE_TLS_KEY "
+            "(the agent: --tls-cert, --tls-key)"
+        )
+    return "the collector may not accept this client certificate (is it signed by the collector's --tls-client-ca?)"
+
+
 # --- channels ----------------------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ from runwire.exceptions import (
 from runwire.limits import MAX_GRPC_MESSAGE_BYTES
 from runwire.v1 import runs_pb2, runs_pb2_grpc
 
-from .channel import ClientSecurity, open_channel
+from .channel import ClientSecurity, open_channel, unreachable_hint
 
 CALL_TIMEOUT_S = 60.0
 """Deadline of one query or lifecycle call to the collector."""
@@ -95,8 +95,10 @@ class CollectorClient:
         if code == grpc.StatusCode.NOT_FOUND:
             return RunNotFoundError(details)
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            hint = unreachable_hint(self.security, details)
             return ServiceUnavailableError(
-                f"cannot reach the runwire collector at {self.address} ({details}); is `runwire up` running?"
+                f"cannot reach the runwire collector at {self.address} ({details}); "
+                + (hint or "is `runwire up` running?")
             )
         if code == grpc.StatusCode.UNAUTHENTICATED or code == grpc.StatusCode.PERMISSION_DENIED:
             return UserErrorException(f"the collector refused the call: {details} (check RUNWIRE_TOKEN)")

@@ -128,7 +128,10 @@ def test_clients_that_do_not_speak_tls_or_do_not_trust_the_ca_are_refused(tls_cl
     # A training process without RUNWIRE_TLS_CA is told the collector cannot be reached.
     result = cli(tls_cluster.env(), "status", "--json")
     assert result.returncode == 1
-    assert json.loads(result.stdout)["collector"]["up"] is False
+    collector = json.loads(result.stdout)["collector"]
+    assert collector["up"] is False and "set RUNWIRE_TLS_CA" in collector["error"], collector
+    result = cli({**tls_cluster.env(), "RUNWIRE_TLS_CA": str(pki.other_ca)}, "status", "--json")
+    assert "the TLS handshake failed" in json.loads(result.stdout)["collector"]["error"]
     # The same command with the CA says it is up.
     result = cli(client_env(tls_cluster, pki), "status", "--json")
     assert json.loads(result.stdout)["collector"]["up"] is True, result.stdout
@@ -153,6 +156,7 @@ def test_https_healthz_and_studio_api_with_the_ca(tls_cluster, pki):
 def test_an_agent_without_the_ca_cannot_reach_the_tls_collector(tls_cluster, pki):
     agent = tls_cluster.start_extra_agent("plain")
     wait_for(lambda: "unreachable" in agent.log_tail(), 30, "the plaintext agent to report the collector unreachable")
+    assert "if the collector serves TLS, set RUNWIRE_TLS_CA (the agent: --tls-ca)" in agent.log_tail()
     assert not agent_status(str(tls_cluster.root / "plain.sock")).collector_connected
 
 
@@ -186,12 +190,17 @@ def test_mutual_tls_refuses_clients_without_a_certificate_or_with_one_from_anoth
     assert refused(target, ClientSecurity(tls_ca=ca)) == grpc.StatusCode.UNAVAILABLE
     foreign = ClientSecurity(tls_ca=ca, tls_cert=str(pki.other_client_cert), tls_key=str(pki.other_client_key))
     assert refused(target, foreign) == grpc.StatusCode.UNAVAILABLE
-    for name, args in (
-        ("nocert", ["--tls-ca", ca]),
-        ("foreign", ["--tls-ca", ca, "--tls-cert", str(pki.other_client_cert), "--tls-key", str(pki.other_client_key)]),
+    for name, args, hint in (
+        ("nocert", ["--tls-ca", ca], "requires client certificates (mutual TLS)"),
+        (
+            "foreign",
+            ["--tls-ca", ca, "--tls-cert", str(pki.other_client_cert), "--tls-key", str(pki.other_client_key)],
+            "may not accept this client certificate",
+        ),
     ):
         agent = mtls_cluster.start_extra_agent(name, args)
         wait_for(lambda a=agent: "unreachable" in a.log_tail(), 30, f"agent {name} to be refused")
+        assert hint in agent.log_tail(), (name, agent.log_tail())
         assert not agent_status(str(mtls_cluster.root / f"{name}.sock")).collector_connected, name
 
 
