@@ -270,6 +270,8 @@ def unreachable_hint(security: ClientSecurity | None, details: str | None) -> st
     "Socket closed" when a TLS collector drops a plaintext client or one without an accepted certificate."""
     security = security or ClientSecurity()
     text = details or ""
+    if "certificate has expired" in text:
+        return "the TLS handshake failed: the collector's certificate has expired (or this machine's clock is wrong)"
     if "CERTIFICATE_VERIFY_FAILED" in text or "handshake failed" in text.lower():
         return (
             "the TLS handshake failed: tls_ca (RUNWIRE_TLS_CA, --tls-ca) must hold the CA that signed the "

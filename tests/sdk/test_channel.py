@@ -273,3 +273,19 @@ def test_unusable_tls_files_are_refused_naming_the_file(pki, tmp_path):
         assert message in str(e.value), (settings, str(e.value))
         with pytest.raises(ClientSecurityError):
             open_aio_channel("127.0.0.1:1", security)
+
+
+def test_unreachable_hints_name_the_likely_tls_setting():
+    from runwire._transports.channel import unreachable_hint
+
+    closed = "failed to connect to all addresses; last error: UNAVAILABLE: ipv4:127.0.0.1:1: Socket closed"
+    verify = "Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: CERTIFICATE_VERIFY_FAILED: unable to get"
+    expired = "CERTIFICATE_VERIFY_FAILED: certificate has expired: OK"
+    ca = ClientSecurity(tls_ca="ca.pem")
+    with_cert = ClientSecurity(tls_ca="ca.pem", tls_cert="c.pem", tls_key="k.pem")
+    assert "set RUNWIRE_TLS_CA" in unreachable_hint(None, closed)
+    assert "RUNWIRE_TLS_CERT and RUNWIRE_TLS_KEY" in unreachable_hint(ca, closed)
+    assert "--tls-client-ca" in unreachable_hint(with_cert, closed)
+    assert "must hold the CA" in unreachable_hint(ca, verify)
+    assert "has expired" in unreachable_hint(ca, expired)
+    assert unreachable_hint(ca, "Failed to connect to remote host: Connection refused") == ""
