@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 
@@ -15,7 +16,10 @@ from runwire._transports.channel import (
     ENV_TOKEN,
     ClientSecurity,
     ClientSecurityError,
+    readable_by_others,
 )
+
+log = logging.getLogger("runwire.agent")
 
 
 def add_security_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +54,17 @@ def read_token_file(path: str) -> str:
         raise ClientSecurityError(f"cannot read --token-file {p}: {getattr(e, 'strerror', None) or e}") from None
     if not token:
         raise ClientSecurityError(f"--token-file {p} is empty (it should hold the token on one line)")
+    _warn_if_shared(p, "--token-file")
     return token
+
+
+def _warn_if_shared(path: Path, flag: str) -> None:
+    mode = readable_by_others(path)
+    if mode is not None:
+        log.warning(
+            f"{flag} {path} is readable by other users (mode {mode:04o}); make it 0600",
+            extra={"fields": {"path": str(path), "mode": f"{mode:04o}"}},
+        )
 
 
 def _absolute(path: str | None) -> str | None:
@@ -69,4 +83,6 @@ def security_from_args(args: argparse.Namespace) -> ClientSecurity:
         tls_key=_absolute(args.tls_key or env(ENV_TLS_KEY)),
     )
     security.channel_credentials()
+    if security.tls_key:
+        _warn_if_shared(Path(security.tls_key), "--tls-key")
     return security

@@ -9,13 +9,16 @@ collector at start with a message naming it (`TLSConfigError`).
 from __future__ import annotations
 
 import argparse
+import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
-from runwire._transports.channel import ClientSecurityError, check_cert_and_key
+from runwire._transports.channel import ClientSecurityError, check_cert_and_key, readable_by_others
+
+log = logging.getLogger("runwire.server")
 
 
 class TLSConfigError(ValueError):
@@ -61,6 +64,12 @@ class ServerTLS:
             check_cert_and_key(str(cert_path), str(key_path), "--tls-cert", "--tls-key")
         except ClientSecurityError as e:
             raise TLSConfigError(str(e)) from None
+        mode = readable_by_others(key_path)
+        if mode is not None:
+            log.warning(
+                f"--tls-key {key_path} is readable by other users (mode {mode:04o}); make it 0600",
+                extra={"fields": {"path": str(key_path), "mode": f"{mode:04o}"}},
+            )
         ca_path = ca_pem = None
         if client_ca is not None:
             ca_path = Path(client_ca).expanduser()

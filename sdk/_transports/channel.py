@@ -152,6 +152,15 @@ def _check_ca(path: str, data: bytes) -> None:
         raise ClientSecurityError(f"the TLS CA certificate file {path} (tls_ca) holds no certificate")
 
 
+def readable_by_others(path: str | os.PathLike[str]) -> int | None:
+    """The file's mode when users other than its owner may read it (a secret should be 0600), else None."""
+    try:
+        mode = os.stat(Path(path).expanduser()).st_mode & 0o777
+    except OSError:
+        return None
+    return mode if mode & 0o044 else None
+
+
 def _refuse_password() -> bytes:
     raise ssl.SSLError("the key is encrypted (a passphrase-protected key cannot be used: decrypt it first)")
 
