@@ -132,7 +132,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="PATH",
-        help="once listening, write the bound addresses there as JSON (keys grpc, http, pid, data_dir)",
+        help="once listening, write the bound addresses there as JSON (keys grpc, http, pid, data_dir, tls)",
     )
     parser.add_argument(
         "--lease-ttl",
