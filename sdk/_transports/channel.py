@@ -279,6 +279,11 @@ def unreachable_hint(security: ClientSecurity | None, details: str | None) -> st
     "Socket closed" when a TLS collector drops a plaintext client or one without an accepted certificate."""
     security = security or ClientSecurity()
     text = details or ""
+    if "Hostname Verification" in text:
+        return (
+            "the collector's certificate does not name the address dialled: its subjectAltName must list that "
+            "DNS name or IP address"
+        )
     if "certificate has expired" in text:
         return "the TLS handshake failed: the collector's certificate has expired (or this machine's clock is wrong)"
     if "CERTIFICATE_VERIFY_FAILED" in text or "handshake failed" in text.lower():

@@ -288,4 +288,6 @@ def test_unreachable_hints_name_the_likely_tls_setting():
     assert "--tls-client-ca" in unreachable_hint(with_cert, closed)
     assert "must hold the CA" in unreachable_hint(ca, verify)
     assert "has expired" in unreachable_hint(ca, expired)
+    hostname = "Custom verification check failed with error: UNAUTHENTICATED: Hostname Verification Check failed."
+    assert "does not name the address dialled" in unreachable_hint(ca, hostname)
     assert unreachable_hint(ca, "Failed to connect to remote host: Connection refused") == ""
