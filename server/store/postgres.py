@@ -89,6 +89,13 @@ class PostgresStore(
 
     async def open(self) -> None:
         conninfo = make_conninfo(self._url, connect_timeout=int(server_limits.PG_CONNECT_TIMEOUT_S))
+        try:  # one connection first: a wrong host, user or password is told at once, with the server's reason
+            probe = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+        except psycopg.Error as e:
+            reason = " ".join(str(e).split())
+            raise OSError(f"cannot connect to PostgreSQL at {self.describe()}: {reason}") from None
+        async with probe:
+            await postgres_schema.upgrade(probe, self.describe())
         pool = AsyncConnectionPool(
             conninfo,
             min_size=server_limits.PG_POOL_MIN_SIZE,
@@ -103,8 +110,6 @@ class PostgresStore(
             await pool.close()
             raise OSError(f"cannot connect to PostgreSQL at {self.describe()}: {e}") from None
         self._pool = pool
-        async with pool.connection() as conn:
-            await postgres_schema.upgrade(conn, self.describe())
         log.info("store opened", extra={"fields": {"store": self.describe()}})
 
     async def close(self) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 
 import psycopg
@@ -176,14 +177,17 @@ async def test_a_newer_schema_is_refused(fresh_pg_database):
         await PostgresStore(fresh_pg_database).open()
 
 
-async def test_an_unreachable_server_is_a_clear_error(monkeypatch):
-    from runwire.server import limits as server_limits
-
-    monkeypatch.setattr(server_limits, "PG_CONNECT_TIMEOUT_S", 2.0)
+async def test_an_unreachable_server_or_unknown_user_is_a_clear_error_at_once(pg_database):
+    started = time.monotonic()
     store = PostgresStore("postgresql://nobody:hunter2@127.0.0.1:1/nowhere")
-    with pytest.raises(OSError, match="cannot connect to PostgreSQL at postgresql://nobody@127.0.0.1:1/nowhere") as e:
+    with pytest.raises(OSError, match="cannot connect to PostgreSQL at postgresql://nobody@127.0.0.1:1/nowhere: ") as e:
         await store.open()
     assert "hunter2" not in str(e.value)
+    unknown = pg_database.replace("postgres@", "nobody_here:hunter2@")
+    with pytest.raises(OSError, match='role "nobody_here" does not exist') as e:
+        await PostgresStore(unknown).open()
+    assert "hunter2" not in str(e.value)
+    assert time.monotonic() - started < 5  # told at once, not after PG_CONNECT_TIMEOUT_S of retries
 
 
 def test_describe_never_shows_a_password():
@@ -224,3 +228,14 @@ def test_token_cli_on_a_postgresql_store(fresh_pg_database):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 2 and "postgresql://USER@HOST" in bad.stderr
+
+
+def test_runwire_server_with_an_unreachable_store_exits_1_saying_why(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "runwire.server", "--store", "postgresql://nobody:hunter2@127.0.0.1:1/x",
+         "--data-dir", str(tmp_path), "--grpc-listen", "127.0.0.1:0", "--http-listen", "off", "--auth", "off"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "cannot connect to PostgreSQL at postgresql://nobody@127.0.0.1:1/x" in done.stderr
+    assert "hunter2" not in done.stderr + done.stdout
