@@ -88,6 +88,14 @@ class NatsBusConfig:
     """The JetStream stream's name, also the subjects' prefix (`<stream>.live`, `<stream>.ctl`)."""
 
     @property
+    def address(self) -> str:
+        """The URL without credentials (for logs and errors)."""
+        parts = urlsplit(self.url)
+        if "@" not in parts.netloc:
+            return self.url
+        return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+    @property
     def live_subject(self) -> str:
         return f"{self.stream}.live"
 
@@ -314,28 +322,36 @@ class NatsBus(LiveBus):
         """Stream messages this replica never received (its subscribers were told they lagged)."""
 
     def describe(self) -> str:
-        return f"{self.config.url} stream {self.config.stream}"
+        return f"{self.config.address} stream {self.config.stream}"
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
         cfg = self.config
         try:
-            self._nc = await nats.connect(
-                cfg.url,
-                name=f"runwire-collector-{self.origin[:8]}",
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=server_limits.NATS_RECONNECT_WAIT_S,
-                connect_timeout=server_limits.NATS_CONNECT_TIMEOUT_S,
-                ping_interval=server_limits.NATS_PING_INTERVAL_S,
-                max_outstanding_pings=2,
-                disconnected_cb=self._on_disconnected,
-                reconnected_cb=self._on_reconnected,
-                error_cb=self._on_error,
+            # the first connection is bounded (a reconnect later is not): a wrong --bus fails the start
+            self._nc = await asyncio.wait_for(
+                nats.connect(
+                    cfg.url,
+                    name=f"runwire-collector-{self.origin[:8]}",
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=server_limits.NATS_RECONNECT_WAIT_S,
+                    connect_timeout=server_limits.NATS_CONNECT_TIMEOUT_S,
+                    ping_interval=server_limits.NATS_PING_INTERVAL_S,
+                    max_outstanding_pings=2,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                    error_cb=self._on_error,
+                ),
+                server_limits.NATS_CONNECT_TIMEOUT_S,
             )
+        except TimeoutError:
+            raise OSError(
+                f"cannot reach the live bus at {cfg.address} within {server_limits.NATS_CONNECT_TIMEOUT_S} s"
+            ) from None
         except Exception as e:
-            raise OSError(f"cannot reach the live bus at {cfg.url}: {e or type(e).__name__}") from None
+            raise OSError(f"cannot reach the live bus at {cfg.address}: {e or type(e).__name__}") from None
         self._connected.set()
         self._js = self._nc.jetstream(timeout=server_limits.NATS_PUBLISH_TIMEOUT_S)
         try:
@@ -344,7 +360,8 @@ class NatsBus(LiveBus):
             await self._nc.subscribe(cfg.ctl_subject, cb=self._on_ctl)
         except Exception as e:
             await self._nc.close()
-            raise OSError(f"live bus {cfg.url}: cannot set up stream {cfg.stream}: {e or type(e).__name__}") from None
+            why = str(e) or type(e).__name__
+            raise OSError(f"live bus {cfg.address}: cannot set up stream {cfg.stream}: {why}") from None
         self._publisher = asyncio.create_task(self._publish_forever(), name="runwire-bus-publisher")
         log.info("live bus connected", extra={"fields": {"bus": self.describe(), "origin": self.origin}})
 
@@ -418,10 +435,10 @@ class NatsBus(LiveBus):
     async def _on_disconnected(self) -> None:
         self._connected.clear()
         if not self._closing:
-            log.warning("live bus disconnected; reconnecting", extra={"fields": {"bus": self.config.url}})
+            log.warning("live bus disconnected; reconnecting", extra={"fields": {"bus": self.config.address}})
 
     async def _on_reconnected(self) -> None:
-        log.info("live bus reconnected", extra={"fields": {"bus": self.config.url, "after_seq": self._last_seq}})
+        log.info("live bus reconnected", extra={"fields": {"bus": self.config.address, "after_seq": self._last_seq}})
         self._connected.set()
         self._wake.set()
         try:
@@ -570,7 +587,7 @@ class NatsBus(LiveBus):
                 )
                 self.messages_sent += 1
                 if warned:
-                    log.info("live bus: publishing again", extra={"fields": {"bus": self.config.url}})
+                    log.info("live bus: publishing again", extra={"fields": {"bus": self.config.address}})
                 return True
             except asyncio.CancelledError:
                 raise

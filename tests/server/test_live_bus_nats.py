@@ -85,6 +85,8 @@ def test_parse_bus_urls():
     assert c == NatsBusConfig("nats://127.0.0.1:4222", "RW_1") and c.live_subject == "RW_1.live"
     assert parse_bus("nats://h:1", "other").stream == "other"
     assert parse_bus("nats://h:1").stream == "RUNWIRE"
+    secret = parse_bus("nats://user:pw@h:1?stream=S")
+    assert secret.url == "nats://user:pw@h:1" and secret.address == "nats://h:1"  # never logged with the password
     for bad, rule in [
         ("redis://h:1", "nats://HOST:PORT"),
         ("nats://h:1?stream=a.b", "letters, digits"),
