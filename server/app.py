@@ -25,7 +25,7 @@ from runwire.server.auth.grpc_gate import GrpcGate
 from runwire.server.auth.guard import Guard
 from runwire.server.blobstore import ArtifactStore
 from runwire.server.bus import LiveBus
-from runwire.server.bus_nats import make_bus
+from runwire.server.bus_nats import NatsBus, make_bus
 from runwire.server.committer import GroupCommitter
 from runwire.server.compute import COMPUTE_SERVICE_NAME, ComputeService, add_compute_service
 from runwire.server.dispatch import Dispatcher, Peers
@@ -127,6 +127,8 @@ class Collector:
         self.blobs: ArtifactStore | None = blobs
         self._artifacts: ArtifactsService | None = None
         self.live: LiveBus = make_bus(config.bus, config.bus_stream, on_lag=self.telemetry.live_lagged)
+        if isinstance(self.live, NatsBus):
+            self.live.register_metrics(self.telemetry.registry)
         self.telemetry.watch_live_subscribers(lambda: self.live.subscriber_count)
         """The live bus: committed events go to subscribers (`publish_log`/`publish_file` for logs and files)."""
         self.grpc_address: str | None = None

@@ -48,6 +48,7 @@ from urllib.parse import parse_qs, urlsplit
 import nats
 from nats.js import api as js_api
 from nats.js.errors import BadRequestError
+from prometheus_client import CollectorRegistry, Gauge
 
 from runwire import codec
 from runwire.server import limits as server_limits
@@ -653,6 +654,31 @@ class NatsBus(LiveBus):
                     self._local.missed(unknown=1)
             if events:
                 self._local.publish(events)
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """The bus's figures on the collector's `/metrics`."""
+        figures: list[tuple[str, str, Callable[[], float]]] = [
+            ("runwire_collector_bus_connected", "1 while the live bus is connected to NATS", self._connected.is_set),
+            ("runwire_collector_bus_messages_sent", "Live bus messages sent and acked", lambda: self.messages_sent),
+            (
+                "runwire_collector_bus_messages_received",
+                "Live bus stream messages read (every replica's, this one's too)",
+                lambda: self.messages_received,
+            ),
+            (
+                "runwire_collector_bus_messages_missed",
+                "Live bus stream messages never received (subscribers were told they lagged)",
+                lambda: self.messages_missed,
+            ),
+            (
+                "runwire_collector_bus_events_lost",
+                "Committed events not sent to the other replicas (queue full; they were told)",
+                lambda: self.events_lost,
+            ),
+            ("runwire_collector_bus_unsent", "Commits waiting to be published to NATS", lambda: self.unsent),
+        ]
+        for name, doc, figure in figures:
+            Gauge(name, doc, registry=registry).set_function(figure)
 
     # --- coordination between replicas ------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -47,18 +48,21 @@ def test_an_unreachable_nats_server_fails_the_start():
 
 
 @pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
-def test_a_collector_on_the_nats_bus_says_so():
+def test_a_collector_on_the_nats_bus_says_so_in_its_log_and_metrics():
     stream = fresh_stream()
     root = short_tmpdir()
     proc = Proc(
         "collector",
-        ["runwire.server", "--data-dir", str(root), "--grpc-listen", "127.0.0.1:0", "--http-listen", "off",
+        ["runwire.server", "--data-dir", str(root), "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
          "--auth", "off", "--bus", f"{NATS_URL}?stream={stream}"],
         root / "ready.json",
         root / "server.log",
     ).start()  # fmt: skip
     try:
         assert f"stream {stream}" in proc.log_tail()
+        with urllib.request.urlopen(f"http://{proc.info['http']}/metrics", timeout=30) as r:
+            metrics = r.read().decode()
+        assert "runwire_collector_bus_connected 1.0" in metrics and "runwire_collector_bus_unsent 0.0" in metrics
     finally:
         assert proc.stop() == 0
         delete_stream_sync(NATS_URL, stream)
