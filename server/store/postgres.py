@@ -30,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 from runwire.server import limits as server_limits
 from runwire.server.errors import CollectorError
 from runwire.server.store import postgres_schema
-from runwire.server.store.base import Store
+from runwire.server.store.front import StoreFront
 from runwire.server.store.postgres_files import PostgresFiles
 from runwire.server.store.postgres_ingest import PostgresIngest
 from runwire.server.store.postgres_jobs import PostgresJobs
@@ -66,10 +66,11 @@ def redact(url: str) -> str:
 
 
 class PostgresStore(
-    PostgresRuns, PostgresIngest, PostgresReads, PostgresFiles, PostgresJobs, PostgresStudio, PostgresTokens, Store
+    PostgresRuns, PostgresIngest, PostgresReads, PostgresFiles, PostgresJobs, PostgresStudio, PostgresTokens, StoreFront
 ):
     """The PostgreSQL backend of `Store`: lifecycle, the pool and the transaction helpers here; what
-    they do in the mixins, one module each."""
+    they do in the mixins, one module each, called by the public methods of `StoreFront` (shared with
+    the SQLite store)."""
 
     def __init__(self, url: str) -> None:
         self._url = url

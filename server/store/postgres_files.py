@@ -3,7 +3,7 @@ the size limit and write-once names hold with several replicas registering files
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -25,9 +25,6 @@ class PostgresFiles:
     _write: Callable[..., Any]
     _lock_run: Callable[..., Any]
 
-    async def add_artifact(self, record: ArtifactRecord) -> ArtifactRecord:
-        return await self._write(self._add_artifact_tx, record)
-
     async def _add_artifact_tx(self, conn: Conn, a: ArtifactRecord) -> ArtifactRecord:
         if await self._lock_run(conn, a.run_id) is None:
             raise NotFound(f"run {a.run_id!r} not found")
@@ -45,9 +42,6 @@ class PostgresFiles:
         )
         return a
 
-    async def add_artifacts(self, records: Sequence[ArtifactRecord]) -> list[ArtifactRecord | CollectorError]:
-        return await self._write(self._add_artifacts_tx, list(records))
-
     async def _add_artifacts_tx(
         self, conn: Conn, records: list[ArtifactRecord]
     ) -> list[ArtifactRecord | CollectorError]:
@@ -59,22 +53,12 @@ class PostgresFiles:
                 out.append(e)
         return out
 
-    async def get_artifacts(self, run_id: str, names: Sequence[str]) -> dict[str, ArtifactRecord]:
-        return await self._read(self._get_artifacts_tx, run_id, list(names))
-
     @staticmethod
     async def _get_artifacts_tx(conn: Conn, run_id: str, names: list[str]) -> dict[str, ArtifactRecord]:
         rows = await _all(
             conn, f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = %s AND name = ANY(%s)", (run_id, names)
         )
         return {row[1]: ArtifactRecord(*row) for row in rows}
-
-    async def get_artifact(self, run_id: str, name: str) -> ArtifactRecord | None:
-        found = await self.get_artifacts(run_id, [name])
-        return found.get(name)
-
-    async def list_artifacts(self, run_id: str, prefix: str = "") -> list[ArtifactRecord]:
-        return await self._read(self._list_artifacts_tx, run_id, prefix)
 
     @staticmethod
     async def _list_artifacts_tx(conn: Conn, run_id: str, prefix: str) -> list[ArtifactRecord]:
@@ -95,9 +79,6 @@ class PostgresFiles:
             return int(row[0])
 
         return await self._read(total)
-
-    async def put_snapshot(self, record: SnapshotRecord) -> SnapshotRecord:
-        return await self._write(self._put_snapshot_tx, record)
 
     @staticmethod
     async def _put_snapshot_tx(conn: Conn, s: SnapshotRecord) -> SnapshotRecord:

@@ -17,7 +17,6 @@ from typing import Any
 
 import psycopg
 
-from runwire.server import rules
 from runwire.server.errors import NotFound
 from runwire.server.records import (
     JOB_DONE,
@@ -54,11 +53,6 @@ class PostgresJobs:
     _load_runs: Callable[..., Any]
     _lock_run: Callable[..., Any]
 
-    async def submit_run(self, new: NewRun, definition: bytes) -> RunRecord:
-        rules.check_new_run(new)
-        rules.check_target(new.target)
-        return await self._write(self._submit_run_tx, new, definition)
-
     async def _submit_run_tx(self, conn: Conn, new: NewRun, definition: bytes) -> RunRecord:
         run = await self._create_run_tx(conn, new)
         await conn.execute(
@@ -83,9 +77,6 @@ class PostgresJobs:
             raise NotFound(f"run {run_id} not found")
 
         return await self._read(get)
-
-    async def lease_next(self, target: str, node_id: str) -> LeaseGrant | None:
-        return await self._write(self._lease_next_tx, target, node_id)
 
     async def _lease_next_tx(self, conn: Conn, target: str, node_id: str) -> LeaseGrant | None:
         skip: list[str] = []  # jobs found taken or ended in this transaction
@@ -123,9 +114,6 @@ class PostgresJobs:
             assert job is not None
             return LeaseGrant(lease_id, node_id, job, await self._get_run_tx(conn, run_id))
 
-    async def release_lease(self, lease_id: str, reason: str) -> ReleasedLease | None:
-        return await self._write(self._release_lease_tx, lease_id, reason)
-
     async def _release_lease_tx(self, conn: Conn, lease_id: str, reason: str) -> ReleasedLease | None:
         row = await _one(conn, "SELECT run_id FROM jobs WHERE lease_id = %s AND state = %s", (lease_id, JOB_LEASED))
         if row is None:
@@ -145,9 +133,6 @@ class PostgresJobs:
         after = await self._job_tx(conn, run_id)
         assert after is not None
         return ReleasedLease(after, await self._get_run_tx(conn, run_id), change.requeued)
-
-    async def cancel_run(self, run_id: str) -> tuple[RunRecord, JobRecord | None, bool]:
-        return await self._write(self._cancel_run_tx, run_id)
 
     async def _cancel_run_tx(self, conn: Conn, run_id: str) -> tuple[RunRecord, JobRecord | None, bool]:
         row = await self._lock_run(conn, run_id)
@@ -216,9 +201,6 @@ class PostgresJobs:
             )
         )
 
-    async def list_nodes(self, target: str = "") -> list[NodeRecord]:
-        return await self._read(self._list_nodes_tx, target)
-
     @staticmethod
     async def _list_nodes_tx(conn: Conn, target: str) -> list[NodeRecord]:
         where, params = ("WHERE target = %s", [target]) if target else ("", [])
@@ -239,9 +221,6 @@ class PostgresJobs:
             by_id[node_id].run_ids.append(run_id)
         return nodes
 
-    async def list_compute_targets(self, name: str = "") -> list[TargetRecord]:
-        return await self._read(self._list_compute_targets_tx, name)
-
     async def _list_compute_targets_tx(self, conn: Conn, name: str) -> list[TargetRecord]:
         nodes = await self._list_nodes_tx(conn, name)
         sql = "SELECT target, state, count(*) FROM jobs WHERE state IN (%s, %s)"
@@ -258,10 +237,6 @@ class PostgresJobs:
             for t in names
         ]
 
-    async def list_active_runs(self, target: str, statuses: Sequence[str] = ()) -> list[ActiveRunRecord]:
-        wanted = rules.active_run_statuses(statuses)
-        return await self._read(self._list_active_runs_tx, target, sorted(wanted))
-
     async def _list_active_runs_tx(self, conn: Conn, target: str, wanted: list[str]) -> list[ActiveRunRecord]:
         # unfinished runs only, at every level (the partial index runs_active_by_target)
         prefix = (
@@ -277,9 +252,6 @@ class PostgresJobs:
         )
         nodes = dict(rows)
         return [ActiveRunRecord(r, nodes.get(r.run_id, "")) for r in runs]
-
-    async def read_log(self, run_id: str, path: str = "", from_line: int = 0, max_lines: int = 0) -> LogRead:
-        return await self._read(self._read_log_tx, run_id, path, from_line, max_lines)
 
     @staticmethod
     async def _read_log_tx(conn: Conn, run_id: str, path: str, from_line: int, max_lines: int) -> LogRead:

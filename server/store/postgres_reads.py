@@ -6,7 +6,7 @@ read in one repeatable-read transaction), and `read_chunks` fetches the blobs a 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -25,17 +25,6 @@ class PostgresReads:
     # provided by `PostgresStore` (postgres.py)
     _read: Callable[..., Any]
     _read_prefetch_bytes: Callable[[], int]
-
-    async def read_metrics(
-        self, run_id: str, recursive: bool = False, names: Sequence[str] = ()
-    ) -> AsyncIterator[SeriesSnapshot]:
-        ids = await self._read(self._series_ids_tx, run_id, recursive, list(names))
-        i = 0
-        while i < len(ids):
-            snapshots = await self._read(self._snapshots_tx, ids, i, self._read_prefetch_bytes())
-            i += len(snapshots)
-            for snapshot in snapshots:
-                yield snapshot
 
     @staticmethod
     async def _series_ids_tx(conn: Conn, run_id: str, recursive: bool, names: list[str]) -> list[int]:
@@ -85,9 +74,6 @@ class PostgresReads:
                 blobs = {n: bytes(b) for n, b in rows}
             out.append(series.snapshot(series_id, row, refs, blobs))
         return out
-
-    async def read_chunks(self, series_id: int, chunk_nos: Sequence[int]) -> list[bytes]:
-        return await self._read(self._read_chunks_tx, series_id, list(chunk_nos))
 
     @staticmethod
     async def _read_chunks_tx(conn: Conn, series_id: int, chunk_nos: list[int]) -> list[bytes]:

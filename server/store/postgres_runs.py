@@ -71,13 +71,6 @@ class PostgresRuns:
 
     # --- experiments ----------------------------------------------------------------------------------
 
-    async def get_or_create_experiment(self, name: str) -> ExperimentRecord:
-        rules.check_experiment_name(name)
-        found = await self._read(self._find_experiment, name)
-        if found is not None:
-            return found
-        return await self._write(self._get_or_create_experiment_tx, name)
-
     @staticmethod
     async def _find_experiment(conn: Conn, name: str) -> ExperimentRecord | None:
         row = await _one(conn, "SELECT id, name, created_time FROM experiments WHERE name = %s", (name,))
@@ -92,9 +85,6 @@ class PostgresRuns:
         assert found is not None
         return found
 
-    async def list_experiments(self, name: str = "") -> list[ExperimentRecord]:
-        return await self._read(self._list_experiments_tx, name)
-
     @staticmethod
     async def _list_experiments_tx(conn: Conn, name: str) -> list[ExperimentRecord]:
         where, params = ("WHERE name = %s", [name]) if name else ("", [])
@@ -104,10 +94,6 @@ class PostgresRuns:
         return [ExperimentRecord(*row) for row in rows]
 
     # --- runs -------------------------------------------------------------------------------------------
-
-    async def create_run(self, new: NewRun) -> RunRecord:
-        rules.check_new_run(new)
-        return await self._write(self._create_run_tx, new)
 
     async def _create_run_tx(self, conn: Conn, new: NewRun) -> RunRecord:
         experiment = await self._get_or_create_experiment_tx(conn, new.experiment_name)
@@ -169,9 +155,6 @@ class PostgresRuns:
                     )
         return await self._get_run_tx(conn, new.run_id)
 
-    async def get_run(self, run_id: str) -> RunRecord:
-        return await self._read(self._get_run_tx, run_id)
-
     async def _get_run_tx(self, conn: Conn, run_id: str) -> RunRecord:
         runs = await self._load_runs(conn, "WHERE r.id = %s", [run_id])
         if not runs:
@@ -202,9 +185,6 @@ class PostgresRuns:
                 by_id[run_id].log_files.append(path)
         return runs
 
-    async def list_runs(self, query: RunQuery) -> list[RunRecord]:
-        return await self._read(self._list_runs_tx, query)
-
     async def _list_runs_tx(self, conn: Conn, q: RunQuery) -> list[RunRecord]:
         if q.parent_run_id and not await _run_exists(conn, q.parent_run_id):
             raise NotFound(f"run {q.parent_run_id} not found")
@@ -217,10 +197,6 @@ class PostgresRuns:
         return await _one(
             conn, "SELECT status, start_time, end_time FROM runs WHERE id = %s FOR NO KEY UPDATE", (run_id,)
         )
-
-    async def update_run(self, update: RunUpdate) -> RunRecord:
-        rules.check_run_update(update)
-        return await self._write(self._update_run_tx, update)
 
     async def _update_run_tx(self, conn: Conn, u: RunUpdate) -> RunRecord:
         row = await self._lock_run(conn, u.run_id)
@@ -251,10 +227,6 @@ class PostgresRuns:
         if len(merged) != len(stored):
             await conn.execute("UPDATE runs SET warnings = %s WHERE id = %s", (json.dumps(merged), run_id))
 
-    async def set_tags(self, run_id: str, tags: Mapping[str, str | None], remove: Sequence[str]) -> RunRecord:
-        rules.check_tags(tags)
-        return await self._write(self._set_tags_tx, run_id, dict(tags), list(remove))
-
     async def _set_tags_tx(self, conn: Conn, run_id: str, tags: dict[str, str | None], remove: list[str]) -> RunRecord:
         if await self._lock_run(conn, run_id) is None:
             raise NotFound(f"run {run_id} not found")
@@ -270,10 +242,6 @@ class PostgresRuns:
             if remove:
                 await cur.execute("DELETE FROM tags WHERE run_id = %s AND key = ANY(%s)", (run_id, remove))
         return await self._get_run_tx(conn, run_id)
-
-    async def add_properties(self, run_id: str, properties: Mapping[str, str | None]) -> RunRecord:
-        rules.check_properties(properties)
-        return await self._write(self._add_properties_tx, run_id, dict(properties))
 
     async def _add_properties_tx(self, conn: Conn, run_id: str, properties: dict[str, str | None]) -> RunRecord:
         if await self._lock_run(conn, run_id) is None:
@@ -295,9 +263,6 @@ class PostgresRuns:
             return row[0]
 
         return await self._read(count)
-
-    async def status_history(self, run_id: str) -> list[StatusEntry]:
-        return await self._read(self._status_history_tx, run_id)
 
     @staticmethod
     async def _status_history_tx(conn: Conn, run_id: str) -> list[StatusEntry]:

@@ -41,9 +41,6 @@ class PostgresStudio:
     _read: Callable[..., Any]
     _load_runs: Callable[..., Any]
 
-    async def experiment_summaries(self, name: str = "") -> list[ExperimentSummary]:
-        return await self._read(self._experiment_summaries_tx, name)
-
     @staticmethod
     async def _experiment_summaries_tx(conn: Conn, name: str) -> list[ExperimentSummary]:
         where, params = ("WHERE e.name = %s", [name]) if name else ("", [])
@@ -69,9 +66,6 @@ class PostgresStudio:
             for eid, status, n in counts:
                 out[eid].status_counts[status] = n
         return list(out.values())
-
-    async def query_run_table(self, query: RunTableQuery) -> RunTablePage:
-        return await self._read(self._query_run_table_tx, query)
 
     async def _query_run_table_tx(self, conn: Conn, q: RunTableQuery) -> RunTablePage:
         row = await _one(conn, "SELECT id FROM experiments WHERE name = %s", (q.experiment_name,))
@@ -138,9 +132,6 @@ class PostgresStudio:
             )
         ]
         return RunTablePage(int(total[0]), runs, metrics, names)
-
-    async def list_metric_info(self, run_id: str) -> list[MetricInfoRecord]:
-        return await self._read(self._list_metric_info_tx, run_id)
 
     @staticmethod
     async def _list_metric_info_tx(conn: Conn, run_id: str) -> list[MetricInfoRecord]:

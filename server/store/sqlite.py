@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from runwire.server import limits as server_limits
 from runwire.server.errors import CollectorError
 from runwire.server.store import sqlite_schema
-from runwire.server.store.base import Store
+from runwire.server.store.front import StoreFront
 from runwire.server.store.series import SeriesState
 from runwire.server.store.sqlite_files import SqliteFiles
 from runwire.server.store.sqlite_ingest import LOG_CHUNK_MAX_CHARS, LOG_CHUNK_MAX_LINES, SqliteIngest
@@ -60,10 +60,13 @@ READ_PREFETCH_BYTES = 8 * 1024 * 1024
 """Chunk bytes `read_metrics` loads per reader call, together with the series metadata."""
 
 
-class SqliteStore(SqliteRuns, SqliteIngest, SqliteReads, SqliteFiles, SqliteJobs, SqliteStudio, SqliteTokens, Store):
+class SqliteStore(
+    SqliteRuns, SqliteIngest, SqliteReads, SqliteFiles, SqliteJobs, SqliteStudio, SqliteTokens, StoreFront
+):
     """The SQLite backend of `Store`. This class holds the lifecycle (open/close, the writer thread
     and its connection, the reader pool), the transaction helpers and the writer's caches; what it
-    does with them lives in the mixins, one module each."""
+    does with them lives in the mixins, one module each, called by the public methods of `StoreFront`
+    (shared with the PostgreSQL store)."""
 
     def __init__(self, path: str | Path) -> None:
         self._path = Path(path)

@@ -6,7 +6,7 @@ sha256 of their manifest).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from runwire.server.errors import CollectorError, NotFound
@@ -29,9 +29,6 @@ class SqliteFiles:
 
     # --- artifacts and snapshots ------------------------------------------------------------------------
 
-    async def add_artifact(self, record: ArtifactRecord) -> ArtifactRecord:
-        return await self._write(self._add_artifact_tx, record)
-
     def _add_artifact_tx(self, conn: sqlite3.Connection, a: ArtifactRecord) -> ArtifactRecord:
         if conn.execute("SELECT 1 FROM runs WHERE id = ?", (a.run_id,)).fetchone() is None:
             raise NotFound(f"run {a.run_id!r} not found")
@@ -48,9 +45,6 @@ class SqliteFiles:
         )
         return a
 
-    async def add_artifacts(self, records: Sequence[ArtifactRecord]) -> list[ArtifactRecord | CollectorError]:
-        return await self._write(self._add_artifacts_tx, list(records))
-
     def _add_artifacts_tx(
         self, conn: sqlite3.Connection, records: list[ArtifactRecord]
     ) -> list[ArtifactRecord | CollectorError]:
@@ -61,9 +55,6 @@ class SqliteFiles:
             except CollectorError as e:
                 out.append(e)
         return out
-
-    async def get_artifacts(self, run_id: str, names: Sequence[str]) -> dict[str, ArtifactRecord]:
-        return await self._read(self._get_artifacts_tx, run_id, list(names))
 
     def _get_artifacts_tx(self, conn: sqlite3.Connection, run_id: str, names: list[str]) -> dict[str, ArtifactRecord]:
         out = {}
@@ -76,18 +67,6 @@ class SqliteFiles:
             for row in rows:
                 out[row[1]] = ArtifactRecord(*row)
         return out
-
-    async def get_artifact(self, run_id: str, name: str) -> ArtifactRecord | None:
-        return await self._read(self._get_artifact_tx, run_id, name)
-
-    def _get_artifact_tx(self, conn: sqlite3.Connection, run_id: str, name: str) -> ArtifactRecord | None:
-        row = conn.execute(
-            f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = ? AND name = ?", (run_id, name)
-        ).fetchone()
-        return None if row is None else ArtifactRecord(*row)
-
-    async def list_artifacts(self, run_id: str, prefix: str = "") -> list[ArtifactRecord]:
-        return await self._read(self._list_artifacts_tx, run_id, prefix)
 
     def _list_artifacts_tx(self, conn: sqlite3.Connection, run_id: str, prefix: str) -> list[ArtifactRecord]:
         if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
@@ -105,9 +84,6 @@ class SqliteFiles:
                 "SELECT COALESCE(SUM(size), 0) FROM artifacts WHERE run_id = ?", (run_id,)
             ).fetchone()[0]
         )
-
-    async def put_snapshot(self, record: SnapshotRecord) -> SnapshotRecord:
-        return await self._write(self._put_snapshot_tx, record)
 
     @staticmethod
     def _put_snapshot_tx(conn: sqlite3.Connection, s: SnapshotRecord) -> SnapshotRecord:

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from runwire.server import rules
 from runwire.server.errors import NotFound
 from runwire.server.records import (
     JOB_DONE,
@@ -49,11 +48,6 @@ class SqliteJobs:
 
     # --- script runs: jobs, leases, nodes, logs (issue 4) ---------------------------------------------
 
-    async def submit_run(self, new: NewRun, definition: bytes) -> RunRecord:
-        rules.check_new_run(new)
-        rules.check_target(new.target)
-        return await self._write(self._submit_run_tx, new, definition)
-
     def _submit_run_tx(self, conn: sqlite3.Connection, new: NewRun, definition: bytes) -> RunRecord:
         run = self._create_run_tx(conn, new)
         conn.execute(
@@ -74,9 +68,6 @@ class SqliteJobs:
                 raise NotFound(f"run {run_id} has no job (it was not submitted to a compute target)")
             raise NotFound(f"run {run_id} not found")
         return job
-
-    async def lease_next(self, target: str, node_id: str) -> LeaseGrant | None:
-        return await self._write(self._lease_next_tx, target, node_id)
 
     def _lease_next_tx(self, conn: sqlite3.Connection, target: str, node_id: str) -> LeaseGrant | None:
         while True:
@@ -109,9 +100,6 @@ class SqliteJobs:
             assert job is not None
             return LeaseGrant(lease_id, node_id, job, self._get_run_tx(conn, run_id))
 
-    async def release_lease(self, lease_id: str, reason: str) -> ReleasedLease | None:
-        return await self._write(self._release_lease_tx, lease_id, reason)
-
     def _release_lease_tx(self, conn: sqlite3.Connection, lease_id: str, reason: str) -> ReleasedLease | None:
         row = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE lease_id = ? AND state = ?", (lease_id, JOB_LEASED))
         found = row.fetchone()
@@ -129,9 +117,6 @@ class SqliteJobs:
         after = self._job_tx(conn, job.run_id)
         assert after is not None
         return ReleasedLease(after, self._get_run_tx(conn, job.run_id), change.requeued)
-
-    async def cancel_run(self, run_id: str) -> tuple[RunRecord, JobRecord | None, bool]:
-        return await self._write(self._cancel_run_tx, run_id)
 
     def _cancel_run_tx(self, conn: sqlite3.Connection, run_id: str) -> tuple[RunRecord, JobRecord | None, bool]:
         row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -220,9 +205,6 @@ class SqliteJobs:
             )
         )
 
-    async def list_nodes(self, target: str = "") -> list[NodeRecord]:
-        return await self._read(self._list_nodes_tx, target)
-
     @staticmethod
     def _list_nodes_tx(conn: sqlite3.Connection, target: str) -> list[NodeRecord]:
         sql = "SELECT node_id, target, slots, hostname, pid, last_seen, connected FROM nodes"
@@ -245,9 +227,6 @@ class SqliteJobs:
             by_id[node_id].run_ids.append(run_id)
         return nodes
 
-    async def list_compute_targets(self, name: str = "") -> list[TargetRecord]:
-        return await self._read(self._list_compute_targets_tx, name)
-
     def _list_compute_targets_tx(self, conn: sqlite3.Connection, name: str) -> list[TargetRecord]:
         nodes = self._list_nodes_tx(conn, name)
         counts: dict[str, list[int]] = {}
@@ -263,10 +242,6 @@ class SqliteJobs:
             TargetRecord(t, [n for n in nodes if n.target == t], counts.get(t, [0, 0])[0], counts.get(t, [0, 0])[1])
             for t in names
         ]
-
-    async def list_active_runs(self, target: str, statuses: Sequence[str] = ()) -> list[ActiveRunRecord]:
-        wanted = rules.active_run_statuses(statuses)
-        return await self._read(self._list_active_runs_tx, target, sorted(wanted))
 
     def _list_active_runs_tx(self, conn: sqlite3.Connection, target: str, wanted: list[str]) -> list[ActiveRunRecord]:
         # unfinished runs only, at every level (the partial index runs_active_by_target): the
@@ -286,9 +261,6 @@ class SqliteJobs:
             ).fetchall()
         )
         return [ActiveRunRecord(r, nodes.get(r.run_id, "")) for r in runs]
-
-    async def read_log(self, run_id: str, path: str = "", from_line: int = 0, max_lines: int = 0) -> LogRead:
-        return await self._read(self._read_log_tx, run_id, path, from_line, max_lines)
 
     @staticmethod
     def _read_log_tx(conn: sqlite3.Connection, run_id: str, path: str, from_line: int, max_lines: int) -> LogRead:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from runwire.server.errors import NotFound
@@ -28,17 +28,6 @@ class SqliteReads:
     _read_prefetch_bytes: Callable[[], int]
 
     # --- metric reads -----------------------------------------------------------------------------------
-
-    async def read_metrics(
-        self, run_id: str, recursive: bool = False, names: Sequence[str] = ()
-    ) -> AsyncIterator[SeriesSnapshot]:
-        ids = await self._read(self._series_ids_tx, run_id, recursive, list(names))
-        i = 0
-        while i < len(ids):
-            snapshots = await self._read(self._snapshots_tx, ids, i, self._read_prefetch_bytes())
-            i += len(snapshots)
-            for snapshot in snapshots:
-                yield snapshot
 
     @staticmethod
     def _series_ids_tx(conn: sqlite3.Connection, run_id: str, recursive: bool, names: list[str]) -> list[int]:
@@ -87,9 +76,6 @@ class SqliteReads:
                 )
             out.append(series.snapshot(series_id, row, refs, blobs))
         return out
-
-    async def read_chunks(self, series_id: int, chunk_nos: Sequence[int]) -> list[bytes]:
-        return await self._read(self._read_chunks_tx, series_id, list(chunk_nos))
 
     @staticmethod
     def _read_chunks_tx(conn: sqlite3.Connection, series_id: int, chunk_nos: list[int]) -> list[bytes]:

@@ -11,7 +11,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from runwire.server import rules
@@ -38,13 +38,6 @@ class SqliteRuns:
 
     # --- experiments ----------------------------------------------------------------------------------
 
-    async def get_or_create_experiment(self, name: str) -> ExperimentRecord:
-        rules.check_experiment_name(name)
-        found = await self._read(self._find_experiment, name)
-        if found is not None:
-            return found
-        return await self._write(self._get_or_create_experiment_tx, name)
-
     @staticmethod
     def _find_experiment(conn: sqlite3.Connection, name: str) -> ExperimentRecord | None:
         row = conn.execute("SELECT id, name, created_time FROM experiments WHERE name = ?", (name,)).fetchone()
@@ -61,9 +54,6 @@ class SqliteRuns:
         )
         return record
 
-    async def list_experiments(self, name: str = "") -> list[ExperimentRecord]:
-        return await self._read(self._list_experiments_tx, name)
-
     @staticmethod
     def _list_experiments_tx(conn: sqlite3.Connection, name: str) -> list[ExperimentRecord]:
         sql = "SELECT id, name, created_time FROM experiments"
@@ -74,10 +64,6 @@ class SqliteRuns:
         return [ExperimentRecord(*row) for row in conn.execute(sql + " ORDER BY created_time, rowid", params)]
 
     # --- runs -------------------------------------------------------------------------------------------
-
-    async def create_run(self, new: NewRun) -> RunRecord:
-        rules.check_new_run(new)
-        return await self._write(self._create_run_tx, new)
 
     def _create_run_tx(self, conn: sqlite3.Connection, new: NewRun) -> RunRecord:
         experiment = self._get_or_create_experiment_tx(conn, new.experiment_name)
@@ -131,9 +117,6 @@ class SqliteRuns:
         )
         return self._get_run_tx(conn, new.run_id)
 
-    async def get_run(self, run_id: str) -> RunRecord:
-        return await self._read(self._get_run_tx, run_id)
-
     def _get_run_tx(self, conn: sqlite3.Connection, run_id: str) -> RunRecord:
         runs = self._load_runs(conn, "WHERE r.id = ?", [run_id])
         if not runs:
@@ -166,18 +149,11 @@ class SqliteRuns:
                 by_id[run_id].log_files.append(path)
         return runs
 
-    async def list_runs(self, query: RunQuery) -> list[RunRecord]:
-        return await self._read(self._list_runs_tx, query)
-
     def _list_runs_tx(self, conn: sqlite3.Connection, q: RunQuery) -> list[RunRecord]:
         if q.parent_run_id and not conn.execute("SELECT 1 FROM runs WHERE id = ?", (q.parent_run_id,)).fetchone():
             raise NotFound(f"run {q.parent_run_id} not found")
         prefix, where, params = queries.run_filters(q, "?")
         return self._load_runs(conn, where, params, prefix)
-
-    async def update_run(self, update: RunUpdate) -> RunRecord:
-        rules.check_run_update(update)
-        return await self._write(self._update_run_tx, update)
 
     def _update_run_tx(self, conn: sqlite3.Connection, u: RunUpdate) -> RunRecord:
         row = conn.execute("SELECT status, start_time, end_time FROM runs WHERE id = ?", (u.run_id,)).fetchone()
@@ -207,10 +183,6 @@ class SqliteRuns:
         if len(merged) != len(stored):
             conn.execute("UPDATE runs SET warnings = ? WHERE id = ?", (json.dumps(merged), run_id))
 
-    async def set_tags(self, run_id: str, tags: Mapping[str, str | None], remove: Sequence[str]) -> RunRecord:
-        rules.check_tags(tags)
-        return await self._write(self._set_tags_tx, run_id, dict(tags), list(remove))
-
     def _set_tags_tx(
         self, conn: sqlite3.Connection, run_id: str, tags: dict[str, str | None], remove: list[str]
     ) -> RunRecord:
@@ -226,10 +198,6 @@ class SqliteRuns:
         conn.executemany("DELETE FROM tags WHERE run_id = ? AND key = ?", [(run_id, k) for k in remove])
         return self._get_run_tx(conn, run_id)
 
-    async def add_properties(self, run_id: str, properties: Mapping[str, str | None]) -> RunRecord:
-        rules.check_properties(properties)
-        return await self._write(self._add_properties_tx, run_id, dict(properties))
-
     def _add_properties_tx(self, conn: sqlite3.Connection, run_id: str, properties: dict[str, str | None]) -> RunRecord:
         if not conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
             raise NotFound(f"run {run_id} not found")
@@ -242,9 +210,6 @@ class SqliteRuns:
 
     async def count_runs(self) -> int:
         return await self._read(lambda conn: conn.execute("SELECT count(*) FROM runs").fetchone()[0])
-
-    async def status_history(self, run_id: str) -> list[StatusEntry]:
-        return await self._read(self._status_history_tx, run_id)
 
     @staticmethod
     def _status_history_tx(conn: sqlite3.Connection, run_id: str) -> list[StatusEntry]:

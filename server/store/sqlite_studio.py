@@ -33,9 +33,6 @@ class SqliteStudio:
 
     # --- studio reads (issue 6) ---------------------------------------------------------------------
 
-    async def experiment_summaries(self, name: str = "") -> list[ExperimentSummary]:
-        return await self._read(self._experiment_summaries_tx, name)
-
     @staticmethod
     def _experiment_summaries_tx(conn: sqlite3.Connection, name: str) -> list[ExperimentSummary]:
         where, params = ("WHERE e.name = ?", [name]) if name else ("", [])
@@ -58,9 +55,6 @@ class SqliteStudio:
             for eid, status, n in counts:
                 out[eid].status_counts[status] = n
         return list(out.values())
-
-    async def query_run_table(self, query: RunTableQuery) -> RunTablePage:
-        return await self._read(self._query_run_table_tx, query)
 
     def _query_run_table_tx(self, conn: sqlite3.Connection, q: RunTableQuery) -> RunTablePage:
         row = conn.execute("SELECT id FROM experiments WHERE name = ?", (q.experiment_name,)).fetchone()
@@ -147,9 +141,6 @@ class SqliteStudio:
             )
         ]
         return RunTablePage(total, runs, metrics, names)
-
-    async def list_metric_info(self, run_id: str) -> list[MetricInfoRecord]:
-        return await self._read(self._list_metric_info_tx, run_id)
 
     @staticmethod
     def _list_metric_info_tx(conn: sqlite3.Connection, run_id: str) -> list[MetricInfoRecord]:
