@@ -1,5 +1,6 @@
-"""The storage interface the collector's services use. SQLite fills it today (`sqlite.py`);
-a PostgreSQL backend must be able to fill it later without touching any caller.
+"""The storage interface the collector's services use, filled by SQLite (`sqlite.py`, one collector)
+and PostgreSQL (`postgres.py`, replicas sharing one database); `front.py` holds the public methods
+both share, `factory.make_store` picks one from `runwire server --store`.
 
 Every method is a coroutine and must not block the event loop. Failures the caller should
 report to a client raise `runwire.server.errors.CollectorError` subclasses (`NotFound`,
