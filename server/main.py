@@ -44,21 +44,6 @@ def _positive_seconds(value: str) -> float:
     return seconds
 
 
-def _bus(value: str) -> str | None:
-    try:
-        parse_bus(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return None if value == "inprocess" else value
-
-
-def _bus_stream(value: str) -> str:
-    try:
-        return check_stream_name(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def _on_off(value: str) -> bool:
     if value.lower() not in ("on", "off"):
         raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
@@ -83,6 +68,21 @@ def _burst(value: str) -> int:
     if burst < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return burst
+
+
+def _bus(value: str) -> str | None:
+    try:
+        parse_bus(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return None if value == "inprocess" else value
+
+
+def _bus_stream(value: str) -> str:
+    try:
+        return check_stream_name(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _store_url(value: str) -> str:
@@ -143,22 +143,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "queued again and a running one fails (default: %(default)s)",
     )
     parser.add_argument(
-        "--bus",
-        type=_bus,
-        default=None,
-        metavar="URL",
-        help="live bus between collector replicas: nats://HOST:PORT[?stream=NAME] (NATS with JetStream), "
-        "or 'inprocess' (default: inprocess, a single collector)",
-    )
-    parser.add_argument(
-        "--bus-stream",
-        type=_bus_stream,
-        default=None,
-        metavar="NAME",
-        help="JetStream stream (and subject prefix) of the NATS bus; every replica of one deployment uses "
-        "the same (default: RUNWIRE, or the URL's ?stream=)",
-    )
-    parser.add_argument(
         "--auth",
         type=_on_off,
         default=True,
@@ -180,6 +164,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=server_limits.RATE_LIMIT_BURST,
         metavar="CALLS",
         help="calls each token may make at once beyond its rate (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--bus",
+        type=_bus,
+        default=None,
+        metavar="URL",
+        help="live bus between collector replicas: nats://HOST:PORT[?stream=NAME] (NATS with JetStream), "
+        "or 'inprocess' (default: inprocess, a single collector)",
+    )
+    parser.add_argument(
+        "--bus-stream",
+        type=_bus_stream,
+        default=None,
+        metavar="NAME",
+        help="JetStream stream (and subject prefix) of the NATS bus; every replica of one deployment uses "
+        "the same (default: RUNWIRE, or the URL's ?stream=)",
     )
     parser.add_argument(
         "--artifacts",
@@ -225,11 +225,11 @@ def run(args: argparse.Namespace) -> int:
         http_listen=args.http_listen,
         log_level=args.log_level,
         lease_ttl=args.lease_ttl,
+        bus=args.bus,
+        bus_stream=args.bus_stream,
         auth=args.auth,
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,
-        bus=args.bus,
-        bus_stream=args.bus_stream,
         artifacts=args.artifacts,
         s3_endpoint=args.s3_endpoint,
     )
