@@ -27,7 +27,7 @@ from runwire.agent.metrics import AgentStats, make_registry
 from runwire.agent.receiver import Receiver
 from runwire.agent.reports import Reporter
 from runwire.agent.runner import Runner, RunnerConfig
-from runwire.agent.sender import Backoff, Sender, channel_options
+from runwire.agent.sender import SENDER_ACK_TIMEOUT_S, Backoff, Sender, channel_options
 from runwire.agent.spool import FSYNC_INTERVAL_S, SPOOL_MAX_BYTES_DEFAULT, Spool
 from runwire.agent.uploads import UPLOADS_DIR, Uploads
 from runwire.agent.watch import CLAIMS_DIR, ClaimStore, Watch
@@ -76,6 +76,7 @@ class AgentConfig:
     tls_key: str | None = None
     socket_group: str | None = None  # --socket-group: socket 0660 owned by this group, whose members may connect
     report_interval_s: float = AGENT_REPORT_INTERVAL_S  # health reports to the collector
+    ack_timeout_s: float = SENDER_ACK_TIMEOUT_S  # abandon a stream with no ack for this long (--ack-timeout)
 
     def __post_init__(self) -> None:
         self.socket_path = Path(self.socket_path)
@@ -164,6 +165,7 @@ class Agent:
             report_fn=lambda: build_report(self),
             report_interval_s=cfg.report_interval_s,
             link=self.links["ingest"],
+            ack_timeout_s=cfg.ack_timeout_s,
         )
         self.spool.add_full_listener(lambda _full: self.sender.request_report())
         await self.sender.start()

@@ -24,6 +24,7 @@ from runwire.agent.collectors import format_collectors, parse_collectors
 from runwire.agent.health import AGENT_REPORT_INTERVAL_S
 from runwire.agent.receiver import AgentAlreadyRunning
 from runwire.agent.security import add_security_arguments, security_from_args
+from runwire.agent.sender import SENDER_ACK_TIMEOUT_S
 from runwire.agent.spool import FSYNC_MODES, SPOOL_MAX_BYTES_DEFAULT
 from runwire.limits import AGENT_BATCH_MAX_DELAY_S, JOB_CANCEL_GRACE_S
 
@@ -104,6 +105,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=AGENT_REPORT_INTERVAL_S,
         help=f"seconds between health reports to the collector (default {AGENT_REPORT_INTERVAL_S:g})",
     )
+    parser.add_argument(
+        "--ack-timeout",
+        type=float,
+        default=SENDER_ACK_TIMEOUT_S,
+        metavar="SECONDS",
+        help="abandon an ingest stream whose collector acknowledged nothing for this long while records were in "
+        f"flight (a hung collector) and resend them to the next replica (default {SENDER_ACK_TIMEOUT_S:g})",
+    )
     add_security_arguments(parser)
     parser.add_argument("--agent-id", default=None, help="agent id (default: a stable id kept in the spool folder)")
     parser.add_argument("--ready-file", default=None, help="write a JSON file with the bound addresses once listening")
@@ -138,6 +147,8 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         raise ValueError("--compute-target must not be empty")
     if not args.report_interval > 0:
         raise ValueError("--report-interval must be a positive number of seconds")
+    if not args.ack_timeout > 0:
+        raise ValueError("--ack-timeout must be a positive number of seconds")
     if args.socket_group is not None:
         from runwire.agent.receiver import resolve_group
 
@@ -166,6 +177,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         job_cancel_grace_s=args.job_cancel_grace,
         socket_group=args.socket_group or None,
         report_interval_s=args.report_interval,
+        ack_timeout_s=args.ack_timeout,
     )
 
 

@@ -34,6 +34,7 @@ class AgentStats:
     records_rejected: int = 0
     records_sent: int = 0
     reconnects: int = 0
+    ack_timeouts: int = 0
     corrupt_records: int = 0
     jobs_started: int = 0
     jobs_finished: int = 0
@@ -56,6 +57,7 @@ _COUNTERS = {
     "records_rejected": "spool records the collector rejected (moved to spool/rejected)",
     "records_sent": "spool records sent to the collector, resends included",
     "reconnects": "reconnections of the ingest stream to the collector",
+    "ack_timeouts": "ingest streams abandoned because nothing was acknowledged for the ack timeout (a hung collector)",
     "corrupt_records": "spool records found damaged (checksum mismatch, torn segment) and skipped, loudly",
     "jobs_started": "job processes started on this node",
     "jobs_finished": "job processes that exited on this node",

@@ -47,6 +47,10 @@ RECONNECT_BACKOFF_MAX_S = 5.0
 
 SESSION_STABLE_S = 1.0
 """An ingest stream that stayed up this long resets the reconnection backoff when it ends."""
+SENDER_ACK_TIMEOUT_S = 30.0
+"""A stream with records in flight and no acknowledgement for this long is abandoned (a hung
+collector: stopped, or stuck, with its connections still open) and the agent moves to the next
+replica, resending what was not acknowledged (`runwire agent --ack-timeout`)."""
 KEEPALIVE_TIME_MS = 300_000
 """Interval of HTTP/2 keepalive pings on the ingest channel."""
 
@@ -72,6 +76,13 @@ class Backoff:
 
 class _StreamEnded(Exception):
     """The collector closed the ingest stream without an error."""
+
+
+class _AckTimeout(Exception):
+    def __init__(self, waited: float, in_flight: int) -> None:
+        super().__init__(f"no ack for {waited:.1f} s")
+        self.waited = waited
+        self.in_flight = in_flight
 
 
 def channel_options() -> list[tuple[str, int]]:
@@ -102,8 +113,11 @@ class Sender:
         report_fn: Callable[[], ingest_pb2.AgentReport] | None = None,
         report_interval_s: float = 5.0,
         link: CollectorLink | None = None,
+        ack_timeout_s: float = SENDER_ACK_TIMEOUT_S,
     ) -> None:
         self.spool = spool
+        self.ack_timeout_s = ack_timeout_s
+        self._progress = 0.0  # monotonic time of the last ack, or of a send while nothing was in flight
         self.report_fn = report_fn
         self.report_interval_s = report_interval_s
         self._report_due = False
@@ -210,6 +224,13 @@ class Sender:
                     log.debug("collector still unreachable", extra={"fields": fields})
             except _StreamEnded:
                 log.warning("collector closed the ingest stream; reconnecting", extra={"fields": {}})
+            except _AckTimeout as e:
+                self.stats.ack_timeouts += 1
+                log.error(
+                    f"collector {self.target} acknowledged nothing for {e.waited:.1f} s with {e.in_flight} "
+                    "records in flight (hung?); abandoning the stream and resending them elsewhere",
+                    extra={"fields": {"collector": self.target, "in_flight": e.in_flight}},
+                )
             except Exception:
                 log.exception("ingest stream failed; reconnecting", extra={"fields": {"collector": self.target}})
             finally:
@@ -232,15 +253,17 @@ class Sender:
         in_flight: OrderedDict[int, int] = OrderedDict()
         writer = asyncio.create_task(self._write_loop(call, in_flight), name="sender-write")
         reader = asyncio.create_task(self._read_loop(call, in_flight), name="sender-read")
+        watchdog = asyncio.create_task(self._ack_watchdog(in_flight), name="sender-ack-watchdog")
+        tasks = (writer, reader, watchdog)
         try:
-            done, _ = await asyncio.wait((writer, reader), return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for t in done:
                 t.result()  # raise what ended it
             raise _StreamEnded()
         finally:
-            for t in (writer, reader):
+            for t in tasks:
                 t.cancel()
-            for t in (writer, reader):
+            for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
             call.cancel()
@@ -284,6 +307,8 @@ class Sender:
                 # Retrying cannot help and would stall every record behind it: drop it, loudly.
                 spool.drop_unreadable(seq, str(e))
                 continue
+            if not in_flight:
+                self._progress = time.monotonic()  # the ack clock starts with the first record in flight
             in_flight[seq] = len(data)
             in_flight_bytes += len(data)
             await call.write(request)
@@ -307,6 +332,14 @@ class Sender:
             },
         )
 
+    async def _ack_watchdog(self, in_flight: OrderedDict[int, int]) -> None:
+        """Raise _AckTimeout when records are in flight and no ack came for `ack_timeout_s`."""
+        while True:
+            await asyncio.sleep(self.ack_timeout_s / 4)
+            waited = time.monotonic() - self._progress
+            if in_flight and waited > self.ack_timeout_s:
+                raise _AckTimeout(waited, len(in_flight))
+
     async def _read_loop(self, call, in_flight: OrderedDict[int, int]) -> None:
         spool = self.spool
         while True:
@@ -316,6 +349,7 @@ class Sender:
             if not self.connected:
                 self._mark_connected()
             self.backoff.reset()
+            self._progress = time.monotonic()
             in_flight.pop(ack.seq, None)
             if ack.status == ingest_pb2.ACK_STATUS_REJECTED:
                 if spool.reject(ack.seq, ack.reason or "(no reason given)"):

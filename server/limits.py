@@ -151,6 +151,11 @@ PG_POOL_MAX_SIZE = 10
 PG_CONNECT_TIMEOUT_S = 10.0
 """Seconds a starting collector waits for PostgreSQL before it stops with an error."""
 
+PG_IDLE_IN_TRANSACTION_TIMEOUT_S = 15
+"""PostgreSQL ends a collector's session that sits this long inside a transaction (a replica stopped or
+stuck mid-commit), releasing its row locks so that the other replicas go on; the stuck replica's commit
+fails and the agent, which has moved on, resent those records elsewhere."""
+
 PG_TX_RETRIES = 5
 """Times a PostgreSQL transaction that the server aborted for a deadlock or a serialization failure
 (replicas writing the same rows at once) is run again before the error reaches the caller."""

@@ -102,6 +102,7 @@ class PostgresStore(
             min_size=server_limits.PG_POOL_MIN_SIZE,
             max_size=server_limits.PG_POOL_MAX_SIZE,
             kwargs={"autocommit": True},
+            configure=_configure_session,
             open=False,
             name="runwire-store",
         )
@@ -161,3 +162,8 @@ class PostgresStore(
     def _reset_caches(self) -> None:
         self._series.clear()
         self._tail_bytes = 0
+
+
+async def _configure_session(conn: psycopg.AsyncConnection) -> None:
+    timeout_ms = int(server_limits.PG_IDLE_IN_TRANSACTION_TIMEOUT_S * 1000)
+    await conn.execute(f"SET idle_in_transaction_session_timeout = {timeout_ms}")

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -156,13 +157,16 @@ WRITER = textwrap.dedent(
 )
 
 
-def test_agent_moves_to_the_other_replica_when_its_collector_is_killed(pg_url, replicas_root, monkeypatch):
+@pytest.mark.parametrize("fault", ["kill -9", "SIGSTOP"])
+def test_agent_moves_to_the_other_replica_when_its_collector_dies_or_hangs(fault, pg_url, replicas_root, monkeypatch):
+    """kill -9: the stream breaks at once. SIGSTOP: the connections stay open and nothing is
+    acknowledged; the agent's ack timeout (2 s here) abandons the stream."""
     root, made = replicas_root
     r = Replicas(root, pg_url)
     made.append(r)
     r.start_collector("a")
     r.start_collector("b")
-    r.start_agent(["a", "b"])
+    r.start_agent(["a", "b"], "--ack-timeout", "2")
     status = wait_for(lambda: (s := _agent_status(r.socket)).collector_connected and s, 30, "the ingest stream")
     assert list(status.collectors) == [r.address("a"), r.address("b")]
     assert {link.role for link in status.collector_links} == {"ingest", "uploads"}
@@ -191,7 +195,10 @@ def test_agent_moves_to_the_other_replica_when_its_collector_is_killed(pg_url, r
             return 0
 
     wait_for(lambda: committed() > 10_000, 60, "the first points committed through the first replica")
-    r.collectors[victim].kill9()
+    if fault == "kill -9":
+        r.collectors[victim].kill9()
+    else:
+        os.kill(r.collectors[victim].pid, signal.SIGSTOP)
     killed = time.monotonic()
     at_kill = committed()
     moved = wait_for(
@@ -215,12 +222,16 @@ def test_agent_moves_to_the_other_replica_when_its_collector_is_killed(pg_url, r
 
     _, err = writer.communicate(timeout=300)
     assert writer.returncode == 0, err + r.logs()
+    if fault == "SIGSTOP":
+        # The hung replica wakes up and commits what it still held: the shared dedup keeps it once.
+        os.kill(r.collectors[victim].pid, signal.SIGCONT)
+        assert "acknowledged nothing for" in r.agent.log_tail(200_000)
     run = Run(experiment, run_id)
     series = run.get_metric_series("v")
     np.testing.assert_array_equal(series.values, np.arange(n))  # every point once, in order
     assert run.get_status() == "Completed"
     print(
-        f"\nFAILOVER kill -9 -> ingest connected to the other replica {switched * 1000:.0f} ms, "
+        f"\nFAILOVER {fault} -> ingest connected to the other replica {switched * 1000:.0f} ms, "
         f"-> new points committed {streaming * 1000:.0f} ms; {at_kill} of {n} points committed at the kill, "
         f"{n} checked (exactly once, in order)"
     )

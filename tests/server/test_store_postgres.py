@@ -239,3 +239,32 @@ def test_runwire_server_with_an_unreachable_store_exits_1_saying_why(tmp_path):
     assert done.returncode == 1, done.stderr
     assert "cannot connect to PostgreSQL at postgresql://nobody@127.0.0.1:1/x" in done.stderr
     assert "hunter2" not in done.stderr + done.stdout
+
+
+async def test_a_replica_stuck_inside_a_transaction_does_not_block_the_others(pg_database, monkeypatch):
+    """A replica stopped mid-commit holds the producer's row lock; PostgreSQL ends its session after
+    PG_IDLE_IN_TRANSACTION_TIMEOUT_S and the other replica's commit goes through."""
+    from runwire.server import limits as server_limits
+
+    monkeypatch.setattr(server_limits, "PG_IDLE_IN_TRANSACTION_TIMEOUT_S", 1)
+    pgtest.truncate(pg_database)
+    a, b = PostgresStore(pg_database), PostgresStore(pg_database)
+    await a.open()
+    await b.open()
+    try:
+        await a.create_run(NewRun("exp", "r", "Running"))
+        await a.commit([decode_request(request(1, batch("prod", 1, points("r", "m", [1.0]))))])
+        with pytest.raises(psycopg.Error, match="idle-in-transaction"):
+            async with a._pool.connection() as stuck:
+                await stuck.execute("BEGIN")
+                await stuck.execute("SELECT floor FROM producers WHERE producer_id = 'prod' FOR UPDATE")
+                # ... and A hangs here. B commits the next batch of the same producer:
+                (out,) = await asyncio.wait_for(
+                    b.commit([decode_request(request(2, batch("prod", 2, points("r", "m", [2.0]))))]), 30
+                )
+                assert out.batches_committed == 1
+                await stuck.execute("SELECT 1")  # A wakes up: its session was ended
+        assert await series_values(b, "r", "m") == [1.0, 2.0]
+    finally:
+        await a.close()
+        await b.close()
