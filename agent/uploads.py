@@ -66,9 +66,10 @@ _PERMANENT = (
     grpc.StatusCode.ALREADY_EXISTS,
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.NOT_FOUND,
-    grpc.StatusCode.PERMISSION_DENIED,
-    grpc.StatusCode.UNAUTHENTICATED,
 )
+# A refused agent token is the operator's to fix (a new --token-file, then a restart): the files wait
+# in the uploads folder and are retried, as the ingest stream's records are; never dropped.
+_CREDENTIALS = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 
 
 class UploadProtocolError(Exception):
@@ -490,10 +491,15 @@ class Uploads:
                     self.link.failed(channel)  # the retry goes to the next replica
                 meta["resumed"] = True
                 delay = backoff.next()
-                log.info(
-                    "upload interrupted; retrying",
-                    extra={"fields": {"name": meta["name"], "code": e.code().name, "retry_in": round(delay, 2)}},
-                )
+                fields = {"name": meta["name"], "code": e.code().name, "retry_in": round(delay, 2)}
+                if e.code() in _CREDENTIALS:
+                    log.error(
+                        f"the collector refused the agent's credentials for an upload: {e.details()}; the file "
+                        "is kept and retried",
+                        extra={"fields": fields},
+                    )
+                else:
+                    log.info("upload interrupted; retrying", extra={"fields": fields})
                 await asyncio.sleep(delay)  # backoff between attempts to reach the collector
             except FileNotFoundError:
                 self._finish(meta, "the agent lost the file's data")

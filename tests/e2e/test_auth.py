@@ -179,3 +179,70 @@ def test_tokens_end_to_end(cluster):
     listed = cli("token", "list", "--data-dir", str(cluster.root / "collector")).stdout
     agent_row = next(line for line in listed.splitlines() if line.startswith(parse_token(agent_token).token_id))
     assert " - " not in agent_row  # LAST USED is filled in: the agent used it
+
+
+WRONG_AGENT_TOKEN = textwrap.dedent(
+    """
+    import sys
+    from runwire import Experiment, Workspace
+    run = Experiment(Workspace.from_config(), "secure").start_logging(snapshot_directory=None)
+    for i in range(20):
+        run.log("loss", float(i))
+    run.upload_file("notes.txt", sys.argv[1])
+    run.flush(timeout_seconds=2)  # the agent holds both: its token is refused for now
+    print(run.id)
+    """
+)
+
+
+def test_an_agent_with_a_refused_token_keeps_points_and_files_until_it_is_fixed(cluster, tmp_path):
+    cluster.start_server()
+    reader = cluster.create_token("read", "--name", "not-for-agents")
+    writer = cluster.create_token("write", "--name", "agent")
+    token_file = cluster.root / "agent.token"
+    token_file.write_text(reader + "\n")  # the operator's mistake: a read token for the agent
+    token_file.chmod(0o600)
+    cluster.agent_args = ["--token-file", str(token_file)]
+    cluster.start_agent()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("kept by the agent\n")
+    out = subprocess.run(
+        [sys.executable, "-c", WRONG_AGENT_TOKEN, str(notes)],
+        env={**os.environ, **cluster.env(), "RUNWIRE_TOKEN": writer},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    run_id = out.stdout.strip().splitlines()[-1]
+    wait_for(
+        lambda: "refused the agent's credentials for an upload" in cluster.agent.log_tail(200_000),
+        60,
+        "the refused upload, logged",
+    )
+
+    token_file.write_text(writer + "\n")  # fixed; the agent restarts with it
+    cluster.agent.stop()
+    cluster.start_agent()
+    metadata = (("authorization", f"Bearer {reader}"),)
+    with grpc.insecure_channel(cluster.collector) as channel:
+        runs = runs_pb2_grpc.RunsStub(channel)
+
+        def points() -> int:
+            req = runs_pb2.GetMetricsRequest(run_id=run_id, names=["loss"])
+            return sum(m.count for m in runs.GetMetrics(req, metadata=metadata, timeout=10))
+
+        wait_for(lambda: points() == 20, 60, "the points the agent kept, delivered")
+    from runwire.v1 import artifacts_pb2, artifacts_pb2_grpc
+
+    with grpc.insecure_channel(cluster.collector) as channel:
+        stub = artifacts_pb2_grpc.ArtifactsStub(channel)
+        wait_for(
+            lambda: (
+                [
+                    a.name
+                    for a in stub.List(artifacts_pb2.ListArtifactsRequest(run_id=run_id), metadata=metadata).artifacts
+                ]
+                == ["notes.txt"]
+            ),
+            60,
+            "the file the agent kept, uploaded",
+        )
