@@ -105,6 +105,22 @@ def _tls_path(name: str, data: dict[str, Any], found: Path | None) -> str | None
     return str(path)
 
 
+def explicit_endpoint(
+    collector: str, agent_socket: str | None = None, token: str | None = None, studio: str | None = None
+) -> Endpoint:
+    """An Endpoint for an explicitly named collector (`Workspace(collector=...)`); what is not given
+    (token, TLS files) still comes from the environment, as with a config file."""
+    return Endpoint(
+        collector=collector,
+        agent_socket=agent_socket,
+        token=token or os.environ.get("RUNWIRE_TOKEN"),
+        studio=studio,
+        tls_ca=_tls_path("tls_ca", {}, None),
+        tls_cert=_tls_path("tls_cert", {}, None),
+        tls_key=_tls_path("tls_key", {}, None),
+    )
+
+
 def load_endpoint(path: str | os.PathLike[str] | None = None, file_name: str | None = None) -> Endpoint:
     """Resolve an Endpoint from a config file (searched as above) and the environment."""
     found = find_config_file(path, file_name)

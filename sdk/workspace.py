@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runwire._transports import Transport
-from runwire.config import DEFAULT_WORKSPACE_NAME, Endpoint, load_endpoint
+from runwire.config import DEFAULT_WORKSPACE_NAME, Endpoint, explicit_endpoint, load_endpoint
 
 if TYPE_CHECKING:
     from runwire.compute import ComputeTarget
@@ -50,7 +50,7 @@ class Workspace:
     ) -> None:
         if _endpoint is None:
             if collector:
-                _endpoint = Endpoint(collector=collector, agent_socket=agent_socket, token=token, studio=studio)
+                _endpoint = explicit_endpoint(collector, agent_socket, token, studio)
             else:
                 _endpoint = load_endpoint()
                 if agent_socket:

@@ -62,3 +62,20 @@ def test_azure_style_config_takes_endpoint_from_runwire_home(tmp_path, monkeypat
     bad = _write(tmp_path / "bad" / "config.json", {"subscription_id": "s", "workspace_name": "w"})
     with pytest.raises(UserErrorException, match="resource_group"):
         load_endpoint(bad)
+
+
+def test_an_explicit_collector_still_takes_token_and_tls_from_the_environment(tmp_path, monkeypatch):
+    from runwire import Workspace
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNWIRE_TOKEN", "rwt_from_env")
+    monkeypatch.setenv("RUNWIRE_TLS_CA", "/etc/ca.pem")
+    ws = Workspace(collector="collector.internal:7420")
+    endpoint = ws._endpoint
+    assert (endpoint.collector, endpoint.token, endpoint.tls_ca) == (
+        "collector.internal:7420",
+        "rwt_from_env",
+        "/etc/ca.pem",
+    )
+    given = Workspace(collector="c:1", token="rwt_given")._endpoint
+    assert given.token == "rwt_given"
