@@ -29,14 +29,8 @@ def cluster_store(request):
     if getattr(request, "param", "sqlite") == "sqlite":
         yield None
         return
-    reason = pgtest.unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    url = pgtest.create_database()
-    try:
+    with pgtest.throwaway_database() as url:
         yield url
-    finally:
-        pgtest.drop_database(url)
 
 
 @pytest.fixture(autouse=True)

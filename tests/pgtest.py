@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
+import pytest
 from psycopg import sql
 
 SERVER = os.environ.get("RUNWIRE_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -32,6 +35,20 @@ def create_database() -> str:
     with _admin() as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return f"{SERVER}/{name}"
+
+
+@contextmanager
+def throwaway_database() -> Iterator[str]:
+    """A new empty database for one test (skipping it, with the reason, where no server answers);
+    dropped afterwards."""
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    url = create_database()
+    try:
+        yield url
+    finally:
+        drop_database(url)
 
 
 def drop_database(url: str) -> None:

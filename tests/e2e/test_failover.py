@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -24,35 +23,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests import pgtest
 from tests.procs import Proc, short_tmpdir, wait_for
 from tests.s3_server import S3_ENV, moto_s3, new_bucket
-
-
-def _missing_flags() -> str | None:
-    from runwire.server.main import add_arguments
-
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    missing = {"--store", "--artifacts", "--s3-endpoint"} - {s for a in parser._actions for s in a.option_strings}
-    return f"runwire server lacks {', '.join(sorted(missing))} here" if missing else None
 
 
 @pytest.fixture
 def pg_url():
     """A fresh, empty PostgreSQL database for this test, dropped afterwards."""
-    reason = _missing_flags()
-    if reason is not None:
-        pytest.skip(reason)
-    from tests import pgtest
-
-    reason = pgtest.unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    url = pgtest.create_database()
-    try:
+    with pgtest.throwaway_database() as url:
         yield url
-    finally:
-        pgtest.drop_database(url)
 
 
 class Replicas:

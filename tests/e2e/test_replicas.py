@@ -6,7 +6,6 @@ on A stops it there."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import pgtest
 from tests.e2e.test_live import collect
 from tests.e2e.test_script_runs import HOLD, TRAIN, config, source, wait_log, wait_status
 from tests.natsd import NATS_URL, delete_stream_sync, fresh_stream, skip_reason
@@ -24,48 +24,32 @@ from tests.procs import Cluster, short_tmpdir, wait_for, workspace_for
 WAIT_S = 120.0
 
 
-def _store_flag_reason() -> str | None:
-    from runwire.server.main import add_arguments
-
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    flags = {s for a in parser._actions for s in a.option_strings}
-    missing = {"--store", "--artifacts", "--bus"} - flags
-    return f"runwire server lacks {', '.join(sorted(missing))} here" if missing else None
-
-
 @pytest.fixture
 def replicas(request) -> Iterator[tuple[Cluster, Cluster]]:
     """Collector A (no agent) and collector B with an agent that is a node of target `rep`."""
-    for reason in (skip_reason(), _store_flag_reason()):
-        if reason is not None:
-            pytest.skip(reason)
-    from tests import pgtest
-
-    reason = pgtest.unavailable()
+    reason = skip_reason()
     if reason is not None:
         pytest.skip(reason)
-    url = pgtest.create_database()
-    stream = fresh_stream()
-    shared = short_tmpdir("rwshared")
-    args = ["--store", url, "--artifacts", str(shared / "artifacts"), "--bus", NATS_URL, "--bus-stream", stream]
-    a = Cluster(server_args=args)
-    b = Cluster(server_args=args, agent_args=["--compute-target", "rep", "--slots", "1"])
-    try:
-        a.start_server()
-        b.start()
-        yield a, b
-    finally:
-        for c in (b, a):
-            c.stop()
-        rep = getattr(request.node, "rep_call", None)
-        if rep is not None and rep.failed:
-            print("=== collector A ===\n" + a.logs() + "\n=== collector B ===\n" + b.logs())
-        for c in (a, b):
-            shutil.rmtree(c.root, ignore_errors=True)
-        shutil.rmtree(shared, ignore_errors=True)
-        delete_stream_sync(NATS_URL, stream)
-        pgtest.drop_database(url)
+    with pgtest.throwaway_database() as url:
+        stream = fresh_stream()
+        shared = short_tmpdir("rwshared")
+        args = ["--store", url, "--artifacts", str(shared / "artifacts"), "--bus", NATS_URL, "--bus-stream", stream]
+        a = Cluster(server_args=args)
+        b = Cluster(server_args=args, agent_args=["--compute-target", "rep", "--slots", "1"])
+        try:
+            a.start_server()
+            b.start()
+            yield a, b
+        finally:
+            for c in (b, a):
+                c.stop()
+            rep = getattr(request.node, "rep_call", None)
+            if rep is not None and rep.failed:
+                print("=== collector A ===\n" + a.logs() + "\n=== collector B ===\n" + b.logs())
+            for c in (a, b):
+                shutil.rmtree(c.root, ignore_errors=True)
+            shutil.rmtree(shared, ignore_errors=True)
+            delete_stream_sync(NATS_URL, stream)
 
 
 WRITER = """

@@ -55,14 +55,8 @@ def store_url(request, tmp_path) -> str:
 @pytest.fixture
 def fresh_pg_database() -> Iterator[str]:
     """A PostgreSQL database of its own (no schema yet), dropped afterwards."""
-    reason = pgtest.unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    url = pgtest.create_database()
-    try:
+    with pgtest.throwaway_database() as url:
         yield url
-    finally:
-        pgtest.drop_database(url)
 
 
 @pytest.fixture
