@@ -68,3 +68,21 @@ def test_agents_panel_shows_state_spool_and_report_age(studio, cluster):
     finally:
         full.close()
         gone.close()
+
+
+HOSTILE = '<img src=x onerror="alert(1)">'
+
+
+def test_agents_panel_renders_hostile_agent_names_inert(studio, cluster):
+    """An agent's id and host name come from the agent: shown as text, never run (the studio fixture
+    fails the test on any dialog, page error or console error)."""
+    http = cluster.server.info["http"]
+    hostile = ReportStream(cluster.collector, fake_report(f"agent-{HOSTILE}", hostname=f"host-{HOSTILE}"))
+    try:
+        wait_for(lambda: f"agent-{HOSTILE}" in agents(http), 30, "the hostile agent reported")
+        page = studio.goto("/compute")
+        expect(page.get_by_text(f"agent-{HOSTILE}")).to_have_count(1)
+        expect(page.get_by_text(f"host-{HOSTILE}")).to_have_count(1)
+        assert page.locator("img[src=x]").count() == 0
+    finally:
+        hostile.close()
