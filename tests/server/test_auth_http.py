@@ -216,3 +216,12 @@ async def test_oversized_bodies_answer_413(tmp_path, auth_on):
                     assert r.status == 401  # a small body is read and judged
     finally:
         await c.stop(grace=1)
+
+
+async def test_login_page_escapes_what_it_reflects(http):
+    hostile = '/runs/"><script>alert(1)</script>'
+    async with http.get("/login", params={"next": hostile}) as r:
+        body = await r.text()
+    assert r.status == 200
+    assert "<script>alert(1)" not in body
+    assert 'value="/runs/&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in body
