@@ -148,9 +148,10 @@ UPLOADER = textwrap.dedent(
     run = Experiment(Workspace.from_config(), "big").start_logging(snapshot_directory=None)
     run.upload_file("big.bin", sys.argv[1])
     run.flush()
+    after_upload = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     run.download_file("big.bin", sys.argv[2])
     run.complete()
-    print(run.id, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    print(run.id, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, after_upload)
     """
 )
 
@@ -164,12 +165,12 @@ def test_one_gib_round_trip_with_bounded_memory(cluster, work, tmp_path):
     proc = run_script(UPLOADER.replace("sys.argv[1]", repr(str(big))).replace("sys.argv[2]", repr(str(back))),
                       cluster.env(), cwd=work)  # fmt: skip
     assert proc.returncode == 0, proc.stderr + cluster.logs()
-    _run_id, sdk_mib = proc.stdout.split()
+    _run_id, sdk_mib, sdk_upload_mib = proc.stdout.split()
     assert back.stat().st_size == size and file_sha(back) == sha
     agent_mib, collector_mib = vm_hwm_mib(cluster.agent.pid), vm_hwm_mib(cluster.server.pid)
     print(
         f"peak RSS for a 1 GiB round trip: agent {agent_mib:.0f} MiB, collector {collector_mib:.0f} MiB, "
-        f"SDK {sdk_mib} MiB"
+        f"SDK {sdk_mib} MiB ({sdk_upload_mib} MiB after the upload, before the download)"
     )
     assert agent_mib < RSS_BOUND_MIB and collector_mib < RSS_BOUND_MIB and int(sdk_mib) < RSS_BOUND_MIB
     blob = cluster.root / "collector" / "artifacts" / sha[:2] / sha[2:4] / sha

@@ -39,8 +39,8 @@ async def test_server_process_serves_and_stops_on_sigterm(tmp_path):
         await wait_for(lambda: ready.exists() or proc.returncode is not None, timeout=30)
         assert proc.returncode is None, (await proc.stderr.read()).decode()
         info = json.loads(ready.read_text())
-        assert set(info) == {"grpc", "http", "pid", "data_dir"}
-        assert info["pid"] == proc.pid and info["data_dir"] == str(data)
+        assert set(info) == {"grpc", "http", "pid", "data_dir", "tls"}
+        assert info["pid"] == proc.pid and info["data_dir"] == str(data) and info["tls"] is False
         line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
         assert line == f"runwire server listening grpc={info['grpc']} http={info['http']} data={data}\n"
 
