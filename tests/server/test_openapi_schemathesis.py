@@ -6,6 +6,8 @@ reach real runs, metrics, files and logs, not only 404s."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -14,8 +16,9 @@ from schemathesis import GenerationMode
 from runwire.server.studio.openapi import openapi_document
 from tests.server.studio_data import EXPERIMENT, get_json, studio_cluster
 
-MAX_EXAMPLES = 20
-"""Generated cases per operation and mode (keeps the whole module well under a minute)."""
+MAX_EXAMPLES = int(os.environ.get("RUNWIRE_FUZZ_EXAMPLES", "20"))
+"""Generated cases per operation and mode (20 keeps the module well under a minute; a long campaign sets
+RUNWIRE_FUZZ_EXAMPLES)."""
 
 OPERATIONS = sorted(
     p
