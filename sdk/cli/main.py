@@ -68,10 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from runwire._transports.channel import ClientSecurityError
+    from runwire.exceptions import UserErrorException
 
     try:
         return int(args._run(args) or 0)
     except ClientSecurityError as e:  # token or TLS settings that cannot work (names the setting or file)
+        print(f"runwire {args.command}: {e}", file=sys.stderr)
+        return 2
+    except UserErrorException as e:  # no config found, a bad config file, ...: the message, not a traceback
         print(f"runwire {args.command}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

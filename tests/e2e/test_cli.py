@@ -98,3 +98,16 @@ def test_up_then_log_from_a_script_then_status_then_stop():
     assert "runwire is up" in out and "config" in out
     down = _cli("status", env=env)
     assert down.returncode == 1 and "DOWN" in down.stdout
+
+
+def test_no_config_anywhere_is_a_message_not_a_traceback(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWIRE_")}
+    env["RUNWIRE_HOME"] = str(tmp_path / "home")
+    for command in (["status"], ["runs", "list"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "runwire.cli.main", *command],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 2, out.stderr
+        assert "Traceback" not in out.stderr
+        assert f"runwire {command[0]}: We could not find config.json" in out.stderr
