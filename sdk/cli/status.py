@@ -10,6 +10,7 @@ from runwire._transports.channel import ClientSecurity
 from runwire._transports.collector import CollectorClient
 from runwire._transports.sdk_spool import orphan_spools
 from runwire.cli._common import add_endpoint_arguments, agent_status, endpoint_from_args
+from runwire.exceptions import ServiceUnavailableError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,9 +62,12 @@ def run(args: argparse.Namespace) -> int:
             batches_committed=st.batches_committed, duplicate_batches=st.duplicate_batches,
             points_committed=st.points_committed, runs=st.runs, uptime_s=round(st.uptime_seconds, 1), pid=st.pid,
         )  # fmt: skip
-    except Exception as e:
+    except ServiceUnavailableError as e:
         ok = False
         report["collector"].update(up=False, error=str(e))
+    except Exception as e:  # it answered, and refused (a token) or failed the call
+        ok = False
+        report["collector"].update(up=True, refused=True, error=str(e))
     finally:
         client.close()
     report["agent"] = {"socket": endpoint.agent_socket}  # "clients" leaves out this query's own connection
@@ -102,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
         return 0 if ok else 1
     c, a, s = report["collector"], report["agent"], report["sdk_spool"]
     print(f"config     {report['config'] or '(environment)'}")
-    if c["up"]:
+    if c.get("refused"):
+        print(f"collector  REFUSED  {c['address']}: {c['error']}")
+    elif c["up"]:
         print(f"collector  up    {c['address']}  store={c['store']}  runs={c['runs']}  streams={c['ingest_streams']}")
         print(f"           committed {c['points_committed']} points in {c['batches_committed']} batches "
               f"({c['duplicate_batches']} duplicates skipped), up {c['uptime_s']} s, pid {c['pid']}")  # fmt: skip

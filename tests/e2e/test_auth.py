@@ -246,3 +246,14 @@ def test_an_agent_with_a_refused_token_keeps_points_and_files_until_it_is_fixed(
             60,
             "the file the agent kept, uploaded",
         )
+
+
+def test_status_says_refused_not_down_when_the_token_is_missing(cluster):
+    cluster.start_server()
+    env = {k: v for k, v in cluster.env().items() if k != "RUNWIRE_AGENT_SOCKET"}
+    out = cli("status", "--json", env={**env, "RUNWIRE_TOKEN": ""})
+    collector = json.loads(out.stdout)["collector"]
+    assert out.returncode == 1 and collector["up"] is True and collector["refused"] is True, out.stdout
+    assert "no token" in collector["error"]
+    text = cli("status", env={**env, "RUNWIRE_TOKEN": ""}).stdout
+    assert "collector  REFUSED" in text
