@@ -1,10 +1,13 @@
 // Page `/experiments/{name}`: the runs table (server-side filter, sort and paging, metric columns chosen from
-// metric_names), run selection and a chart overlaying one metric across the selected runs; live.
+// metric_names), run selection, a chart overlaying one metric across the selected runs and a side-by-side grid of
+// their images (one row per image name, one cell per run); live.
 import {
   PLOT_CONFIG,
   apiRun,
+  artifactFile,
   baseLayout,
   debounce,
+  encodePath,
   errorBox,
   experimentUrl,
   fill,
@@ -28,6 +31,8 @@ import {
 export const PAGE_SIZE = 100;
 /** The most runs overlaid in the comparison chart. */
 export const MAX_COMPARED_RUNS = 20;
+/** Images read per image name and run for the image comparison (the latest ones; older ones are left out). */
+export const COMPARED_IMAGE_VERSIONS = 200;
 /** Least time between two table refreshes caused by metric events (ms). */
 export const METRIC_REFRESH_MS = 2000;
 
@@ -89,12 +94,15 @@ export async function renderDashboard(main, name) {
   const compareSelect = h("select", { dataset: { testid: "compare-metric" } });
   const compareInfo = h("span", { class: "muted", dataset: { testid: "compare-info" } });
   const chartBox = h("div", { class: "chart", dataset: { testid: "compare-chart", metric: state.compare } });
+  const imagesBox = h("div", { class: "image-compare", dataset: { testid: "image-compare" } });
   const compare = h(
     "section",
     { class: "card" },
     h("h2", {}, "Compare selected runs"),
     h("div", { class: "toolbar" }, h("label", {}, "metric ", compareSelect), compareInfo),
     chartBox,
+    h("h3", {}, "Images"),
+    imagesBox,
   );
   main.replaceChildren(
     title,
@@ -211,6 +219,7 @@ export async function renderDashboard(main, name) {
               else state.selected.delete(run.run_id);
               saveUrl();
               drawCompare().catch(showError);
+              drawImages().catch(showError);
             },
           },
         });
@@ -312,17 +321,20 @@ export async function renderDashboard(main, name) {
   });
 
   // ----- the comparison chart -----
-  const metricNamesOf = new Map(); // run_id -> Promise<Set<metric name>>
-  function runMetricNames(id) {
-    if (!metricNamesOf.has(id)) {
-      metricNamesOf.set(
+  const metricsOf = new Map(); // run_id -> Promise<metric infos>
+  function runMetrics(id) {
+    if (!metricsOf.has(id)) {
+      metricsOf.set(
         id,
         getJSON(`${apiRun(id)}/metrics`)
-          .then((r) => new Set(r.metrics.map((m) => m.name)))
-          .catch(() => new Set()),
+          .then((r) => r.metrics)
+          .catch(() => []),
       );
     }
-    return metricNamesOf.get(id);
+    return metricsOf.get(id);
+  }
+  async function runMetricNames(id) {
+    return new Set((await runMetrics(id)).map((m) => m.name));
   }
   const traces = new Map(); // run_id -> trace index
   let drawSeq = 0;
@@ -375,6 +387,103 @@ export async function renderDashboard(main, name) {
     chartBox.dataset.lastUpdate = String(Date.now());
   }
 
+  // ----- the image comparison: one row per image name, one cell per selected run -----
+  const imageVersion = new Map(); // image name -> chosen version number ("" = each run's latest)
+  async function runImages(id) {
+    // image name -> [{version, step, file}] in logged order; version counts from 1 per name and run
+    const out = new Map();
+    const images = (await runMetrics(id)).filter((m) => m.chart === "image" && m.count > 0);
+    await Promise.all(
+      images.map(async (m) => {
+        const offset = Math.max(0, m.count - COMPARED_IMAGE_VERSIONS);
+        const r = await getJSON(`${apiRun(id)}/metrics/${encodeURIComponent(m.name)}/rows${query({ offset, limit: COMPARED_IMAGE_VERSIONS })}`).catch(() => null);
+        if (!r) return;
+        const valueAt = r.columns.indexOf("value");
+        const stepAt = r.columns.indexOf("step");
+        const items = [];
+        r.rows.forEach((row, i) => {
+          const file = artifactFile(id, valueAt >= 0 ? row[valueAt] : row.at(-1));
+          if (file) items.push({ version: offset + i + 1, step: stepAt >= 0 ? row[stepAt] : null, file });
+        });
+        if (items.length) out.set(m.name, items);
+      }),
+    );
+    return out;
+  }
+
+  let imageSeq = 0;
+  async function drawImages() {
+    const seq = ++imageSeq;
+    const runIds = [...state.selected].slice(0, MAX_COMPARED_RUNS);
+    if (runIds.length === 0) {
+      fill(imagesBox, h("p", { class: "muted", dataset: { testid: "image-compare-empty" } }, "Select runs (checkboxes) to compare their images side by side."));
+      imagesBox.dataset.lastUpdate = String(Date.now());
+      return;
+    }
+    const runs = await Promise.all(runIds.map(async (id) => ({ id, images: await runImages(id) })));
+    if (seq !== imageSeq) return;
+    const names = [...new Set(runs.flatMap((r) => [...r.images.keys()]))].sort((a, b) => a.localeCompare(b));
+    fill(
+      imagesBox,
+      names.length === 0 ? h("p", { class: "muted", dataset: { testid: "image-compare-empty" } }, "None of the selected runs logged images.") : null,
+      names.map((imageName) => imageRow(imageName, runs)),
+    );
+    imagesBox.dataset.lastUpdate = String(Date.now());
+  }
+
+  function imageRow(imageName, runs) {
+    const versions = Math.max(...runs.map((r) => r.images.get(imageName)?.at(-1)?.version || 0));
+    const cells = h("div", { class: "image-compare-cells" });
+    const chosen = () => imageVersion.get(imageName) || "";
+    const select =
+      versions > 1
+        ? h(
+            "select",
+            {
+              dataset: { testid: "image-version" },
+              title: "which image of this name: each run's latest, or the n-th one logged",
+              on: {
+                change: (e) => {
+                  imageVersion.set(imageName, e.target.value);
+                  renderCells();
+                },
+              },
+            },
+            h("option", { value: "" }, "latest"),
+            Array.from({ length: versions }, (_, i) => versions - i).map((v) => h("option", { value: String(v) }, `#${v}`)),
+          )
+        : null;
+    if (select) select.value = chosen();
+    function renderCells() {
+      const version = chosen();
+      fill(
+        cells,
+        runs.map(({ id, images }) => {
+          const list = images.get(imageName) || [];
+          const item = version ? list.find((it) => String(it.version) === version) : list.at(-1);
+          const runName = state.names.get(id) || id;
+          const url = item ? `${apiRun(id)}/files/${encodePath(item.file)}` : null;
+          return h(
+            "figure",
+            { dataset: { testid: "image-cell", runId: id, metric: imageName, version: item ? String(item.version) : "" } },
+            h("figcaption", { class: "image-cell-run" }, h("a", { href: runUrl(id), dataset: { testid: "image-cell-run" } }, runName)),
+            item
+              ? h("a", { href: url }, h("img", { src: `${url}?inline=1`, alt: `${runName}: ${imageName}`, loading: "lazy" }))
+              : h("div", { class: "image-missing muted", dataset: { testid: "image-missing" }, title: `no “${imageName}” image` }, "—"),
+            item ? h("figcaption", { class: "muted small" }, `#${item.version}`, item.step === null || item.step === undefined ? "" : ` · step ${item.step}`) : null,
+          );
+        }),
+      );
+    }
+    renderCells();
+    return h(
+      "div",
+      { class: "image-compare-row", dataset: { testid: "image-compare-row", metric: imageName } },
+      h("h4", {}, h("span", { dataset: { testid: "image-compare-name" } }, imageName), select ? [" ", select] : null),
+      cells,
+    );
+  }
+
   // ----- filters -----
   const applyFilters = debounce(() => {
     state.q = textInput.value.trim();
@@ -402,6 +511,7 @@ export async function renderDashboard(main, name) {
   // ----- live -----
   const refresh = debounce(() => loadRuns().catch(showError));
   const redrawCompare = debounce(() => drawCompare().catch(showError), 300);
+  const redrawImages = debounce(() => drawImages().catch(showError), 300);
   const refreshForMetrics = throttle(refresh, METRIC_REFRESH_MS);
   let live = null;
   function resubscribe() {
@@ -410,21 +520,29 @@ export async function renderDashboard(main, name) {
     live = liveEvents(
       { experiment: name, include_children: 1, kinds: metrics.length ? "status,tag,metric" : "status,tag", metrics },
       {
-        status: refresh,
+        status: (ev) => {
+          refresh();
+          if (state.selected.has(ev.run_id)) {
+            // a selected run that changes status may have logged images since they were read
+            metricsOf.delete(ev.run_id);
+            redrawImages();
+          }
+        },
         tag: refresh,
         metric: (ev) => {
           if (state.selected.has(ev.run_id) && ev.name === state.compare && !traces.has(ev.run_id)) {
             // a selected run just got the compared metric: draw it
-            metricNamesOf.delete(ev.run_id);
+            metricsOf.delete(ev.run_id);
             redrawCompare();
           }
           appendPoint(ev);
           if (state.metrics.includes(ev.name)) refreshForMetrics();
         },
         resync: () => {
-          metricNamesOf.clear();
+          metricsOf.clear();
           refresh();
           drawCompare().catch(showError);
+          drawImages().catch(showError);
         },
       },
     );
@@ -439,7 +557,7 @@ export async function renderDashboard(main, name) {
   }
   await loadRuns();
   saveUrl();
-  await drawCompare().catch(showError);
+  await Promise.all([drawCompare().catch(showError), drawImages().catch(showError)]);
   resubscribe();
   markReady();
 }

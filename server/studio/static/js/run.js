@@ -5,6 +5,7 @@ import { tagChips } from "./dashboard.js";
 import {
   PLOT_CONFIG,
   apiRun,
+  artifactFile,
   baseLayout,
   debounce,
   encodePath,
@@ -350,15 +351,12 @@ export async function renderRun(main, runId) {
 
   // ----- images -----
   async function loadImages(imageMetrics) {
-    const prefix = `dcid.${runId}/`;
     const items = [];
     for (const m of imageMetrics) {
       const r = await getJSON(`${base}/metrics/${encodeURIComponent(m.name)}/rows${query({ offset: 0, limit: TABLE_VIEW_ROWS })}`);
       for (const row of r.rows) {
         for (const v of row) {
-          if (typeof v !== "string") continue;
-          const at = v.indexOf(prefix);
-          const file = at >= 0 ? v.slice(at + prefix.length) : v.startsWith("aml://") ? null : v;
+          const file = artifactFile(runId, v);
           if (file) items.push({ metric: m.name, file });
         }
       }

@@ -45,6 +45,17 @@ export function encodePath(path) {
   return String(path).split("/").map(encodeURIComponent).join("/");
 }
 
+/**
+ * The run's file an image metric value points at: `aml://artifactId/dcid.{runId}/{file}` (or a bare file name)
+ * gives `{file}`; null for anything else (another run's artifact, a non-string).
+ */
+export function artifactFile(runId, value) {
+  if (typeof value !== "string") return null;
+  const prefix = `dcid.${runId}/`;
+  const at = value.indexOf(prefix);
+  return at >= 0 ? value.slice(at + prefix.length) : value.startsWith("aml://") ? null : value || null;
+}
+
 export const runUrl = (runId) => `/runs/${encodeURIComponent(runId)}`;
 export const experimentUrl = (name) => `/experiments/${encodeURIComponent(name)}`;
 export const apiRun = (runId) => `/api/v1/runs/${encodeURIComponent(runId)}`;
