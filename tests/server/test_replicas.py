@@ -16,7 +16,9 @@ from test_compute import Node, submit, wait_status
 
 from runwire import codec
 from runwire.server.app import Collector, CollectorConfig
+from runwire.server.store.postgres import PostgresStore
 from runwire.v1 import compute_pb2, compute_pb2_grpc, ingest_pb2_grpc, live_pb2, live_pb2_grpc, runs_pb2, runs_pb2_grpc
+from tests import pgtest
 from tests.natsd import NATS_URL, delete_stream, fresh_stream, skip_reason
 
 WAIT_S = 20.0
@@ -36,36 +38,27 @@ async def replicas(tmp_path) -> AsyncIterator[tuple[Collector, Collector]]:
     reason = skip_reason()
     if reason is not None:
         pytest.skip(reason)
-    try:
-        from runwire.server.store.postgres import PostgresStore
-        from tests import pgtest
-    except ImportError as e:
-        pytest.skip(f"the PostgreSQL store is not there yet ({e})")
-    reason = pgtest.unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    url = pgtest.create_database()
-    stream = fresh_stream()
-    started: list[Collector] = []
-    try:
-        for name in ("a", "b"):
-            config = CollectorConfig(
-                data_dir=tmp_path / name,
-                grpc_listen="127.0.0.1:0",
-                http_listen="127.0.0.1:0",
-                lease_ttl=300.0,
-                bus=NATS_URL,
-                bus_stream=stream,
-            )
-            c = Collector(config, store=PostgresStore(url))
-            await c.start()
-            started.append(c)
-        yield started[0], started[1]
-    finally:
-        for c in started:
-            await c.stop(grace=1)
-        await delete_stream(NATS_URL, stream)
-        pgtest.drop_database(url)
+    with pgtest.throwaway_database() as url:
+        stream = fresh_stream()
+        started: list[Collector] = []
+        try:
+            for name in ("a", "b"):
+                config = CollectorConfig(
+                    data_dir=tmp_path / name,
+                    grpc_listen="127.0.0.1:0",
+                    http_listen="127.0.0.1:0",
+                    lease_ttl=300.0,
+                    bus=NATS_URL,
+                    bus_stream=stream,
+                )
+                c = Collector(config, store=PostgresStore(url))
+                await c.start()
+                started.append(c)
+            yield started[0], started[1]
+        finally:
+            for c in started:
+                await c.stop(grace=1)
+            await delete_stream(NATS_URL, stream)
 
 
 async def test_a_job_submitted_on_a_is_leased_to_a_node_on_b_and_canceled_from_a(replicas):
