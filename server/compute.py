@@ -92,6 +92,7 @@ class ComputeService(compute_pb2_grpc.ComputeServicer):
             target=r.target,
             tags=key_values(r.tags),
             properties=key_values(r.properties),
+            request_id=r.request_id,
         )
         record = await self._store.submit_run(new, request.definition.SerializeToString())
         if self._live is not None:

@@ -119,6 +119,7 @@ class RunsService(runs_pb2_grpc.RunsServicer):
             target=request.target,
             tags=key_values(request.tags),
             properties=key_values(request.properties),
+            request_id=request.request_id,
         )
         record = await self._store.create_run(new)
         if self._live is not None:

@@ -62,6 +62,9 @@ class NewRun:
     target: str = ""
     tags: dict[str, str | None] = field(default_factory=dict)
     properties: dict[str, str | None] = field(default_factory=dict)
+    request_id: str = ""
+    """The client's id of the call creating it (kept by every retry): a run id that exists with the
+    same non-empty request id is this call's own run, returned again (`transitions.existing_run`)."""
 
 
 @dataclass

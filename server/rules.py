@@ -132,8 +132,10 @@ def check_run_update(update: RunUpdate) -> None:
 
 
 def append_warnings(stored: list[str], new: list[str]) -> list[str]:
-    """`stored` plus `new`, keeping at most `MAX_WARNINGS_PER_RUN`; the last kept slot says so."""
+    """`stored` plus the warnings of `new` it does not hold yet (a retried call adds nothing), keeping
+    at most `MAX_WARNINGS_PER_RUN`; the last kept slot says so."""
     cap = server_limits.MAX_WARNINGS_PER_RUN
+    new = [w for i, w in enumerate(new) if w not in stored and w not in new[:i]]
     if len(stored) >= cap or not new:
         return stored
     out = stored + new

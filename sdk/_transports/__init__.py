@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,6 +161,7 @@ class Transport:
             target=target,
             tags=_kv(tags),
             properties=_kv(properties),
+            request_id=str(uuid.uuid4()),  # every retry of this call sends it: its own run is no conflict
         )
         return _record(self.collector.call("CreateRun", request))
 
@@ -271,6 +273,7 @@ class Transport:
             target=target,
             tags=_kv(tags),
             properties=_kv(properties),
+            request_id=str(uuid.uuid4()),  # as in create_run
         )
         request = compute_pb2.SubmitRunRequest(run=run, definition=definition)
         return _record(self.compute.submit_run(request))

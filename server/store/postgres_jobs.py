@@ -50,10 +50,14 @@ class PostgresJobs:
     _write: Callable[..., Any]
     _get_run_tx: Callable[..., Any]
     _create_run_tx: Callable[..., Any]
+    _replayed_run_tx: Callable[..., Any]
     _load_runs: Callable[..., Any]
     _lock_run: Callable[..., Any]
 
     async def _submit_run_tx(self, conn: Conn, new: NewRun, definition: bytes) -> RunRecord:
+        replayed = await self._replayed_run_tx(conn, new)
+        if replayed is not None:  # a retry of the submission that created it: its job is there already
+            return replayed
         run = await self._create_run_tx(conn, new)
         await conn.execute(
             "INSERT INTO jobs (run_id, target, definition, state, queued_time) VALUES (%s, %s, %s, %s, %s)",

@@ -95,10 +95,20 @@ class PostgresRuns:
 
     # --- runs -------------------------------------------------------------------------------------------
 
+    async def _replayed_run_tx(self, conn: Conn, new: NewRun) -> RunRecord | None:
+        """None when `new.run_id` is free; the stored run when it is a retry of the call that
+        created it (the same request id); else AlreadyExists."""
+        row = await _one(conn, "SELECT request_id FROM runs WHERE id = %s", (new.run_id,))
+        if row is None:
+            return None
+        transitions.existing_run(new, row[0])
+        return await self._get_run_tx(conn, new.run_id)
+
     async def _create_run_tx(self, conn: Conn, new: NewRun) -> RunRecord:
+        replayed = await self._replayed_run_tx(conn, new)
+        if replayed is not None:
+            return replayed
         experiment = await self._get_or_create_experiment_tx(conn, new.experiment_name)
-        if await _run_exists(conn, new.run_id):
-            raise AlreadyExists(f"run {new.run_id} already exists (run ids are unique)")
         parent = new.parent_run_id or None
         if parent is not None:
             row = await _one(
@@ -113,38 +123,43 @@ class PostgresRuns:
                     f"parent run {parent} belongs to experiment {row[0]!r}, not {experiment.name!r} "
                     "(a child run is in its parent's experiment)"
                 )
-        row = await _one(
-            conn,
-            "UPDATE experiments SET next_number = next_number + 1 WHERE id = %s RETURNING next_number - 1",
-            (experiment.id,),
-        )
-        assert row is not None
         now = time.time()
         start = now if new.status == "Running" else None
         end = now if new.status in TERMINAL_STATUSES else None
         try:
-            await conn.execute(
-                "INSERT INTO runs (id, experiment_id, parent_id, number, name, display_name, description, status, "
-                "type, target, created_time, start_time, end_time) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    new.run_id,
-                    experiment.id,
-                    parent,
-                    row[0],
-                    new.name,
-                    new.display_name,
-                    new.description,
-                    new.status,
-                    new.type,
-                    new.target,
-                    now,
-                    start,
-                    end,
-                ),
-            )
-        except pg_errors.UniqueViolation:  # another replica created it meanwhile
-            raise AlreadyExists(f"run {new.run_id} already exists (run ids are unique)") from None
+            async with conn.transaction():  # a savepoint: a run created meanwhile undoes just the number and row
+                row = await _one(
+                    conn,
+                    "UPDATE experiments SET next_number = next_number + 1 WHERE id = %s RETURNING next_number - 1",
+                    (experiment.id,),
+                )
+                assert row is not None
+                await conn.execute(
+                    "INSERT INTO runs (id, experiment_id, parent_id, number, name, display_name, description, "
+                    "status, type, target, created_time, start_time, end_time, request_id) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        new.run_id,
+                        experiment.id,
+                        parent,
+                        row[0],
+                        new.name,
+                        new.display_name,
+                        new.description,
+                        new.status,
+                        new.type,
+                        new.target,
+                        now,
+                        start,
+                        end,
+                        new.request_id,
+                    ),
+                )
+        except pg_errors.UniqueViolation:  # another replica created it meanwhile (maybe this call's earlier try)
+            replayed = await self._replayed_run_tx(conn, new)  # read committed: this statement sees that run
+            if replayed is None:
+                raise AlreadyExists(f"run {new.run_id} already exists (run ids are unique)") from None
+            return replayed
         await _record_status(conn, new.run_id, new.status, now)
         async with conn.cursor() as cur:
             for table, pairs in (("tags", new.tags), ("properties", new.properties)):

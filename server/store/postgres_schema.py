@@ -5,8 +5,9 @@ migrates, the others wait and find nothing left to do).
 
 Version 1 holds experiments, runs, metric series and chunks, dedup keys, artifacts, snapshots,
 jobs, nodes and log lines; version 2 adds the status history of runs (a v1 database's runs get
-their current status as their history); version 3 the access tokens (issue 7). A step is never
-edited once released: a change is a new step at the end.
+their current status as their history); version 3 the access tokens (issue 7); version 4 the
+request id that created each run (idempotent retries of run creation; older runs get '', which
+matches no request). A step is never edited once released: a change is a new step at the end.
 """
 
 from __future__ import annotations
@@ -173,7 +174,11 @@ CREATE TABLE tokens (
 );
 """
 
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3))
+_V4 = """
+ALTER TABLE runs ADD COLUMN request_id TEXT NOT NULL DEFAULT '';
+"""
+
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4))
 """(version, SQL) in order; applying every step after a database's version brings it up to date."""
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

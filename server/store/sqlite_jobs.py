@@ -45,10 +45,14 @@ class SqliteJobs:
     _write: Callable[..., Any]
     _get_run_tx: Callable[..., RunRecord]
     _create_run_tx: Callable[..., RunRecord]
+    _replayed_run_tx: Callable[..., RunRecord | None]
 
     # --- script runs: jobs, leases, nodes, logs (issue 4) ---------------------------------------------
 
     def _submit_run_tx(self, conn: sqlite3.Connection, new: NewRun, definition: bytes) -> RunRecord:
+        replayed = self._replayed_run_tx(conn, new)
+        if replayed is not None:  # a retry of the submission that created it: its job is there already
+            return replayed
         run = self._create_run_tx(conn, new)
         conn.execute(
             "INSERT INTO jobs (run_id, target, definition, state, queued_time) VALUES (?, ?, ?, ?, ?)",

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from runwire.server import rules
-from runwire.server.errors import AlreadyExists, InvalidArgument, NotFound
+from runwire.server.errors import InvalidArgument, NotFound
 from runwire.server.records import (
     ExperimentRecord,
     NewRun,
@@ -65,10 +65,20 @@ class SqliteRuns:
 
     # --- runs -------------------------------------------------------------------------------------------
 
+    def _replayed_run_tx(self, conn: sqlite3.Connection, new: NewRun) -> RunRecord | None:
+        """None when `new.run_id` is free; the stored run when it is a retry of the call that
+        created it (the same request id); else AlreadyExists."""
+        row = conn.execute("SELECT request_id FROM runs WHERE id = ?", (new.run_id,)).fetchone()
+        if row is None:
+            return None
+        transitions.existing_run(new, row[0])
+        return self._get_run_tx(conn, new.run_id)
+
     def _create_run_tx(self, conn: sqlite3.Connection, new: NewRun) -> RunRecord:
+        replayed = self._replayed_run_tx(conn, new)
+        if replayed is not None:
+            return replayed
         experiment = self._get_or_create_experiment_tx(conn, new.experiment_name)
-        if conn.execute("SELECT 1 FROM runs WHERE id = ?", (new.run_id,)).fetchone():
-            raise AlreadyExists(f"run {new.run_id} already exists (run ids are unique)")
         parent = new.parent_run_id or None
         if parent is not None:
             row = conn.execute(
@@ -90,7 +100,7 @@ class SqliteRuns:
         end = now if new.status in TERMINAL_STATUSES else None
         conn.execute(
             "INSERT INTO runs (id, experiment_id, parent_id, number, name, display_name, description, status, type, "
-            "target, created_time, start_time, end_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "target, created_time, start_time, end_time, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 new.run_id,
                 experiment.id,
@@ -105,6 +115,7 @@ class SqliteRuns:
                 now,
                 start,
                 end,
+                new.request_id,
             ),
         )
         _record_status(conn, new.run_id, new.status, now)

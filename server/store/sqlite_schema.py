@@ -1,6 +1,6 @@
 """The SQLite store's schema: the DDL of every table and index (`_SCHEMA`, all IF NOT EXISTS),
 `SCHEMA_VERSION`, the page size of new databases, and `upgrade`, which brings a database of an older
-version (1 to 4) up to the current one in place when the writer opens it.
+version (1 to 5) up to the current one in place when the writer opens it.
 """
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 5
-"""5: access tokens (issue 7); 4: the status history of runs (issue 6); 3: jobs, nodes and log lines
+SCHEMA_VERSION = 6
+"""6: the request id that created each run (idempotent retries of run creation; older runs get '');
+5: access tokens (issue 7); 4: the status history of runs (issue 6); 3: jobs, nodes and log lines
 (issue 4); 2: the per-producer dedup floor. Older databases are upgraded in place when opened (every
 table and index is created IF NOT EXISTS, so a v4 database just gains the empty `tokens` table; a v3
 database's runs get their current status as their history)."""
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS runs (
     end_time REAL,
     error TEXT,
     warnings TEXT NOT NULL DEFAULT '[]',
+    request_id TEXT NOT NULL DEFAULT '',
     UNIQUE (experiment_id, number)
 );
 CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (experiment_id, created_time DESC, number DESC);
@@ -172,6 +174,9 @@ def upgrade(conn: sqlite3.Connection, path: Path) -> None:
     if version > SCHEMA_VERSION:
         raise RuntimeError(f"{path} has schema version {version}, newer than this collector's")
     conn.executescript(_SCHEMA)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    if "request_id" not in columns:  # a database older than 6: its runs can be no retry's, '' matches none
+        conn.execute("ALTER TABLE runs ADD COLUMN request_id TEXT NOT NULL DEFAULT ''")
     if 0 < version < 4:  # runs of an older database: their current status is all the history known
         conn.execute(
             "INSERT INTO status_history (run_id, status, time) "

@@ -20,6 +20,7 @@ from runwire.server.records import (
     EndedLease,
     JobRecord,
     LogInput,
+    NewRun,
     PointsInput,
     RunErrorRecord,
     RunUpdate,
@@ -152,6 +153,15 @@ def lease_lost(job: JobRecord, status: str, host: str, reason: str, now: float) 
         change.sets = {"status": "Failed", "end_time": now, "error": error_json(error)}
         change.entered = "Failed"
     return change
+
+
+def existing_run(new: NewRun, stored_request_id: str) -> None:
+    """`new.run_id` exists, created by the call with `stored_request_id`: returns when that is
+    `new`'s own call (a retry whose earlier attempt committed but whose answer was lost; the caller
+    answers with the stored run), else AlreadyExists."""
+    if new.request_id and stored_request_id == new.request_id:
+        return
+    raise AlreadyExists(f"run {new.run_id} already exists (run ids are unique)")
 
 
 def new_properties(run_id: str, stored: Mapping[str, str | None], properties: Mapping[str, str | None]) -> dict:

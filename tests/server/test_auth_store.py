@@ -108,5 +108,5 @@ async def test_a_v4_database_is_upgraded_in_place(tmp_path):
     finally:
         await store.close()
     con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     con.close()

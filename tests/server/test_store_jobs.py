@@ -321,7 +321,7 @@ async def test_schema_v2_database_is_upgraded_in_place(tmp_path):
     finally:
         await s.close()
     con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 5  # and on to the current version (5: tokens)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 6  # and on to the current version (6: request ids)
     con.close()
 
 

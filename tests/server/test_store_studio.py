@@ -97,7 +97,7 @@ async def test_schema_v3_database_is_upgraded_in_place(tmp_path: Path):
     finally:
         await s.close()
     con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     con.close()
     s = SqliteStore(path)  # opening again does not add history twice
     await s.open()

@@ -96,7 +96,7 @@ class ListExperimentsResponse(_message.Message):
     def __init__(self, experiments: _Optional[_Iterable[_Union[Experiment, _Mapping]]] = ...) -> None: ...
 
 class CreateRunRequest(_message.Message):
-    __slots__ = ("experiment_name", "run_id", "parent_run_id", "name", "display_name", "description", "status", "type", "target", "tags", "properties")
+    __slots__ = ("experiment_name", "run_id", "parent_run_id", "name", "display_name", "description", "status", "type", "target", "tags", "properties", "request_id")
     EXPERIMENT_NAME_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     PARENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +108,7 @@ class CreateRunRequest(_message.Message):
     TARGET_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     experiment_name: str
     run_id: str
     parent_run_id: str
@@ -119,7 +120,8 @@ class CreateRunRequest(_message.Message):
     target: str
     tags: _containers.RepeatedCompositeFieldContainer[KeyValue]
     properties: _containers.RepeatedCompositeFieldContainer[KeyValue]
-    def __init__(self, experiment_name: _Optional[str] = ..., run_id: _Optional[str] = ..., parent_run_id: _Optional[str] = ..., name: _Optional[str] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ..., status: _Optional[str] = ..., type: _Optional[str] = ..., target: _Optional[str] = ..., tags: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., properties: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, experiment_name: _Optional[str] = ..., run_id: _Optional[str] = ..., parent_run_id: _Optional[str] = ..., name: _Optional[str] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ..., status: _Optional[str] = ..., type: _Optional[str] = ..., target: _Optional[str] = ..., tags: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., properties: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class GetRunRequest(_message.Message):
     __slots__ = ("run_id",)
