@@ -140,13 +140,15 @@ WRITER = textwrap.dedent(
 @pytest.mark.parametrize("fault", ["kill -9", "SIGSTOP"])
 def test_agent_moves_to_the_other_replica_when_its_collector_dies_or_hangs(fault, pg_url, replicas_root, monkeypatch):
     """kill -9: the stream breaks at once. SIGSTOP: the connections stay open and nothing is
-    acknowledged; the agent's ack timeout (2 s here) abandons the stream."""
+    acknowledged; the agent's ack timeout (5 s here) abandons the stream."""
     root, made = replicas_root
     r = Replicas(root, pg_url)
     made.append(r)
     r.start_collector("a")
     r.start_collector("b")
-    r.start_agent(["a", "b"], "--ack-timeout", "2")
+    # SIGSTOP: a short ack timeout, but not so short that a loaded machine's slow commits on the
+    # surviving replica trip it too (that is allowed, and only moves the stream once more)
+    r.start_agent(["a", "b"], "--ack-timeout", "5")
     status = wait_for(lambda: (s := _agent_status(r.socket)).collector_connected and s, 30, "the ingest stream")
     assert list(status.collectors) == [r.address("a"), r.address("b")]
     assert {link.role for link in status.collector_links} == {"ingest", "uploads"}
@@ -190,7 +192,9 @@ def test_agent_moves_to_the_other_replica_when_its_collector_dies_or_hangs(fault
     wait_for(lambda: committed() > at_kill, 30, "points committed through the surviving replica")
     streaming = time.monotonic() - killed
     ingest = next(link for link in moved.collector_links if link.role == "ingest")
-    assert ingest.failovers == 1 and ingest.address == r.address(survivor)
+    assert ingest.failovers >= 1 and ingest.address == r.address(survivor)
+    if fault == "kill -9":
+        assert ingest.failovers == 1  # a dead replica is refused at once: no second move
 
     shown = subprocess.run(
         [sys.executable, "-m", "runwire.cli.main", "status", "--json"],
@@ -198,7 +202,10 @@ def test_agent_moves_to_the_other_replica_when_its_collector_dies_or_hangs(fault
     )  # fmt: skip
     agent = json.loads(shown.stdout)["agent"]
     assert agent["collectors"] == [r.address("a"), r.address("b")], shown.stdout
-    assert agent["streams"]["ingest"] == {"collector": r.address(survivor), "connected": True, "failovers": 1}
+    shown_ingest = agent["streams"]["ingest"]
+    assert shown_ingest["failovers"] >= 1
+    if fault == "kill -9":
+        assert shown_ingest == {"collector": r.address(survivor), "connected": True, "failovers": 1}
 
     _, err = writer.communicate(timeout=300)
     assert writer.returncode == 0, err + r.logs()
