@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import sys
 import time
@@ -33,7 +32,8 @@ def vm_hwm_mib(pid: int) -> float:
 
 
 def own_hwm_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM rather than ru_maxrss, which Linux carries over from the parent across exec
+    return vm_hwm_mib(os.getpid())
 
 
 def make_file(path: Path, size: int) -> None:
