@@ -164,9 +164,7 @@ def run_trial(seed: int, writers: int = 2, points: int = 20_000, flush_every: in
         )
         from runwire import Workspace
 
-        for key, value in cluster.env().items():
-            os.environ[key] = value
-        ws = Workspace.from_config()
+        ws = Workspace(collector=cluster.collector, agent_socket=cluster.socket)  # this process's env untouched
         from runwire.cli._common import agent_status
 
         wait_for(lambda: agent_status(cluster.socket).spool_records == 0, 60, "the agent's spool to drain")

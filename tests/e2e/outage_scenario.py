@@ -211,8 +211,7 @@ def run_outage(
     started = np.load(folder / "started.npy")
     from runwire import Experiment, Run, Workspace
 
-    os.environ.update(cluster.env())
-    ws = Workspace.from_config()
+    ws = Workspace(collector=cluster.collector, agent_socket=cluster.socket)  # this process's env untouched
     values = Run(Experiment(ws, "outage"), "outage-run").get_metric_series("v").values.astype(np.int64)
     points = result["points"]
     expected = np.arange(points, dtype=np.int64)
