@@ -45,6 +45,8 @@ MAX_COLLECTOR_ENTRIES = 64
 ROLES = ("ingest", "uploads", "work")
 REPLICA_FAILURES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN)
 """Call outcomes that blame the replica (unreachable, connection lost, hung) rather than the request."""
+CREDENTIAL_FAILURES = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+"""Call outcomes that blame the agent's token: the operator's to fix, so what was refused is kept and retried."""
 ROLE_OFFSETS = {role: i for i, role in enumerate(ROLES)}
 
 

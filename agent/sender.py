@@ -28,7 +28,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from runwire._transports.channel import ClientSecurity, ClientSecurityError, unreachable_hint
-from runwire.agent.collectors import CollectorLink, Collectors, channel_factory
+from runwire.agent.collectors import CREDENTIAL_FAILURES, CollectorLink, Collectors, channel_factory
 from runwire.agent.metrics import AgentStats
 from runwire.agent.spool import Record, Spool, SpoolError
 from runwire.limits import MAX_GRPC_MESSAGE_BYTES
@@ -53,8 +53,6 @@ collector: stopped, or stuck, with its connections still open) and the agent mov
 replica, resending what was not acknowledged (`runwire agent --ack-timeout`)."""
 KEEPALIVE_TIME_MS = 300_000
 """Interval of HTTP/2 keepalive pings on the ingest channel."""
-
-_AUTH_CODES = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 
 
 class Backoff:
@@ -201,7 +199,7 @@ class Sender:
                 log.error(f"cannot connect to {self.target}: {e}; retrying", extra={"fields": {"error": str(e)}})
             except grpc.aio.AioRpcError as e:
                 fields = {"collector": self.target, "code": e.code().name, "details": e.details() or ""}
-                if e.code() in _AUTH_CODES:
+                if e.code() in CREDENTIAL_FAILURES:
                     log.error(
                         f"collector {self.target} refused the agent's credentials ({e.code().name}); retrying",
                         extra={"fields": fields},

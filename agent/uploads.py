@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from runwire._transports.channel import ClientSecurity
-from runwire.agent.collectors import REPLICA_FAILURES, CollectorLink, Collectors, channel_factory
+from runwire.agent.collectors import CREDENTIAL_FAILURES, REPLICA_FAILURES, CollectorLink, Collectors, channel_factory
 from runwire.agent.sender import Backoff, channel_options
 from runwire.artifact_names import ArtifactNameError, normalize_name
 from runwire.frames import pack
@@ -67,9 +67,8 @@ _PERMANENT = (
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.NOT_FOUND,
 )
-# A refused agent token is the operator's to fix (a new --token-file, then a restart): the files wait
-# in the uploads folder and are retried, as the ingest stream's records are; never dropped.
-_CREDENTIALS = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+# A refused agent token (CREDENTIAL_FAILURES) is the operator's to fix (a new --token-file, then a
+# restart): the files wait in the uploads folder and are retried, as the ingest stream's records are.
 
 
 class UploadProtocolError(Exception):
@@ -492,7 +491,7 @@ class Uploads:
                 meta["resumed"] = True
                 delay = backoff.next()
                 fields = {"name": meta["name"], "code": e.code().name, "retry_in": round(delay, 2)}
-                if e.code() in _CREDENTIALS:
+                if e.code() in CREDENTIAL_FAILURES:
                     log.error(
                         f"the collector refused the agent's credentials for an upload: {e.details()}; the file "
                         "is kept and retried",
