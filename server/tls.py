@@ -16,7 +16,13 @@ from pathlib import Path
 
 import grpc
 
-from runwire._transports.channel import ClientSecurityError, check_cert_and_key, readable_by_others
+from runwire._transports.channel import (
+    ClientSecurityError,
+    NoCertificate,
+    check_cert_and_key,
+    check_certificates,
+    readable_by_others,
+)
 
 log = logging.getLogger("runwire.server")
 
@@ -36,13 +42,11 @@ def _read(path: Path, flag: str, kind: str) -> bytes:
 
 
 def _check_certificates(path: Path, data: bytes, flag: str) -> None:
-    text = data.decode("ascii", "replace")
     try:
-        ctx = ssl.create_default_context(cadata=text)
-    except (ssl.SSLError, ValueError) as e:
-        raise TLSConfigError(f"{flag} {path} holds no valid PEM certificate: {e}") from None
-    if "-----BEGIN CERTIFICATE-----" not in text or not ctx.cert_store_stats().get("x509"):
-        raise TLSConfigError(f"{flag} {path} holds no certificate")
+        check_certificates(data)
+    except NoCertificate as e:
+        what = f"no valid PEM certificate: {e}" if e.invalid else "no certificate"
+        raise TLSConfigError(f"{flag} {path} holds {what}") from None
 
 
 @dataclass(frozen=True)

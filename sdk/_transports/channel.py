@@ -140,16 +140,31 @@ def _read_pem(path: str, setting: str, what: str) -> bytes:
     return data
 
 
-def _check_ca(path: str, data: bytes) -> None:
+class NoCertificate(ValueError):
+    """PEM data with no usable certificate; `invalid` when some PEM block failed to parse."""
+
+    def __init__(self, detail: str = "", invalid: bool = False) -> None:
+        super().__init__(detail)
+        self.invalid = invalid
+
+
+def check_certificates(data: bytes) -> None:
+    """Raise NoCertificate unless `data` holds at least one PEM certificate that parses."""
     text = data.decode("ascii", "replace")
     try:
         ctx = ssl.create_default_context(cadata=text)
     except (ssl.SSLError, ValueError) as e:
-        raise ClientSecurityError(
-            f"the TLS CA certificate file {path} (tls_ca) holds no valid certificate: {e}"
-        ) from None
+        raise NoCertificate(str(e), invalid=True) from None
     if _PEM_CERT not in text or not ctx.cert_store_stats().get("x509"):
-        raise ClientSecurityError(f"the TLS CA certificate file {path} (tls_ca) holds no certificate")
+        raise NoCertificate()
+
+
+def _check_ca(path: str, data: bytes) -> None:
+    try:
+        check_certificates(data)
+    except NoCertificate as e:
+        what = f"no valid certificate: {e}" if e.invalid else "no certificate"
+        raise ClientSecurityError(f"the TLS CA certificate file {path} (tls_ca) holds {what}") from None
 
 
 def readable_by_others(path: str | os.PathLike[str]) -> int | None:
