@@ -102,7 +102,6 @@ class Sender:
         spool: Spool,
         target: str,
         *,
-        token: str | None = None,
         security: ClientSecurity | None = None,
         stats: AgentStats | None = None,
         max_in_flight: int = SENDER_MAX_IN_FLIGHT_RECORDS,
@@ -124,7 +123,7 @@ class Sender:
         self.down_since: float | None = time.monotonic()  # unreachable (or not yet connected) since
         self.last_outage_s = 0.0  # how long the collector was unreachable before the current stream
         self.target = target
-        self.security = security if security is not None else ClientSecurity(token=token)
+        self.security = security if security is not None else ClientSecurity()
         # Which collector replica the stream uses, and failover to the next (agent/collectors.py).
         self.link = link or CollectorLink(
             Collectors.parse(target), "ingest", "", channel_factory(self.security, channel_options())
